@@ -1,0 +1,243 @@
+"""The ``spanqa`` command line: each command is a thin wrapper over an importable function.
+
+A mistake the user can fix (a :class:`~spanqa.errors.SpanQAError`) prints one
+``error: ...`` line and exits with status 1; it never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import typer
+
+from .errors import SpanQAError
+
+__all__ = ["app", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="spanqa",
+    help="Fine-tune, evaluate and serve extractive question-answering models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect and convert QA datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def user_errors(func: F) -> F:
+    """Turn a SpanQAError into one line on stderr and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _setup_logging()
+        try:
+            return func(*args, **kwargs)
+        except SpanQAError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+        except FileNotFoundError as err:
+            typer.echo(f"error: {err.filename or err}: file not found", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _setup_logging() -> None:
+    root = logging.getLogger("spanqa")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+
+
+def _columns(columns: str | None, no_answer_marker: str | None) -> dict[str, str]:
+    from .data import parse_columns
+
+    mapping = parse_columns(columns)
+    if no_answer_marker:
+        mapping["no_answer_marker"] = no_answer_marker
+    return mapping
+
+
+ColumnsOpt = typer.Option(
+    None,
+    "--columns",
+    "-c",
+    help="Column mapping for flat files, ROLE=COLUMN pairs separated by commas. Roles: question, context, id, "
+    "title, answers, answer_text, answer_start, answer_end, is_impossible. "
+    "Example: context=review,answer_text=human_ans_spans,answer_start=human_ans_indices",
+)
+MarkerOpt = typer.Option(
+    None, "--no-answer-marker", help="Answer text that means 'no answer' (e.g. ANSWERNOTFOUND); also stripped from the end of contexts."
+)
+MismatchOpt = typer.Option(
+    "repair",
+    "--on-mismatch",
+    help="Answers whose text is not at their offset: 'repair' (search nearby, skip if not found), "
+    "'trust' (keep the offsets, take the text from the context) or 'skip'.",
+)
+LangOpt = typer.Option("squad", "--lang", help="Answer normalisation: 'squad' (official English script) or a language code (MLQA rules: en, es, de, ar, hi, zh, el, ...).")
+
+
+@app.command()
+@user_errors
+def score(
+    data: Path = typer.Option(..., "--data", "-d", help="Gold data file (any layout the data stage reads)."),
+    predictions: Path = typer.Option(..., "--predictions", "-p", help="Predictions JSON: {id: answer text}."),
+    na_probs: Optional[Path] = typer.Option(None, "--na-probs", help="No-answer probabilities JSON: {id: float} (v2)."),
+    na_prob_thresh: float = typer.Option(1.0, "--na-prob-thresh", help="Predict 'no answer' when na_prob exceeds this (official default 1.0)."),
+    lang: str = LangOpt,
+    columns: Optional[str] = ColumnsOpt,
+    no_answer_marker: Optional[str] = MarkerOpt,
+    on_mismatch: str = MismatchOpt,
+    out_file: Optional[Path] = typer.Option(None, "--out-file", "-o", help="Also write the metrics JSON here."),
+) -> None:
+    """Score a predictions file against gold data with the official SQuAD v1.1/v2.0 definitions."""
+    from .data import load_examples
+    from .io import read_json, write_json
+    from .metrics import score_predictions
+
+    dataset = load_examples(data, columns=_columns(columns, no_answer_marker), on_mismatch=on_mismatch)  # type: ignore[arg-type]
+    preds = _read_mapping(predictions, read_json, str)
+    probs = _read_mapping(na_probs, read_json, float) if na_probs else None
+    report = score_predictions(dataset.examples, preds, probs, version_2=dataset.version_2 or None, na_prob_thresh=na_prob_thresh, lang=lang)
+    text = json.dumps(report.metrics, indent=2)
+    typer.echo(text)
+    if out_file:
+        write_json(out_file, report.metrics)
+
+
+def _read_mapping(path: Path, read_json: Callable[[Path], Any], kind: type) -> dict[str, Any]:
+    from .errors import DataError
+
+    try:
+        obj = read_json(path)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a JSON object {{id: value}}, got a JSON {type(obj).__name__}")
+    for key, value in obj.items():
+        if kind is str and not isinstance(value, str):
+            raise DataError(f"{path}: id {key!r}: expected an answer string, got {value!r}")
+        if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise DataError(f"{path}: id {key!r}: expected a number, got {value!r}")
+    return obj
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Model folder, alias (minilm) or hub id."),
+    data: str = typer.Option(..., "--data", "-d", help="Gold data: a file or a hub dataset NAME[:SPLIT]."),
+    output_dir: Path = typer.Option(Path("spanqa-eval"), "--output-dir", "-o", help="Where prediction files and metrics.json go."),
+    columns: Optional[str] = ColumnsOpt,
+    no_answer_marker: Optional[str] = MarkerOpt,
+    on_mismatch: str = MismatchOpt,
+    version_2: Optional[bool] = typer.Option(None, "--version-2/--version-1", help="Allow 'no answer' (default: detected from the data)."),
+    lang: str = LangOpt,
+    batch_size: int = typer.Option(32, help="Windows per forward pass."),
+    max_length: Optional[int] = typer.Option(None, help="Window length in tokens (default: the model's spanqa.json, else 384)."),
+    stride: Optional[int] = typer.Option(None, help="Overlap between windows in tokens (default: spanqa.json, else 128)."),
+    n_best: Optional[int] = typer.Option(None, help="Candidates kept per question (default 20)."),
+    max_answer_length: Optional[int] = typer.Option(None, help="Longest answer in tokens (default 30)."),
+    null_threshold: Optional[float] = typer.Option(None, help="Answer 'no answer' when null score - best score exceeds this (v2)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda if available)."),
+) -> None:
+    """Run a QA model over a dataset; write predictions, n-best, null odds and metrics."""
+    from .evaluate import evaluate
+
+    result = evaluate(
+        model,
+        data,
+        output_dir=output_dir,
+        columns=_columns(columns, no_answer_marker),
+        on_mismatch=on_mismatch,  # type: ignore[arg-type]
+        version_2=version_2,
+        lang=lang,
+        batch_size=batch_size,
+        device=device,
+        max_length=max_length,
+        stride=stride,
+        n_best=n_best,
+        max_answer_length=max_answer_length,
+        null_threshold=null_threshold,
+        progress=True,
+    )
+    typer.echo(json.dumps(result.metrics, indent=2))
+    typer.echo(f"wrote {output_dir}/predictions.json, nbest_predictions.json, metrics.json", err=True)
+
+
+@data_app.command("check")
+@user_errors
+def data_check(
+    files: list[str] = typer.Argument(..., help="Data files (or hub names) to check."),
+    columns: Optional[str] = ColumnsOpt,
+    no_answer_marker: Optional[str] = MarkerOpt,
+    on_mismatch: str = MismatchOpt,
+    model: str = typer.Option("minilm", "--model", "-m", help="Tokenizer for the length statistics."),
+    max_length: int = typer.Option(384, help="Window length for the 'longer than one window' count."),
+    max_problems: int = typer.Option(10, help="How many problem rows to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Count examples and unanswerable share, measure lengths in tokens, list rows with problems."""
+    from .data import load_examples
+    from .datacheck import summarize
+    from .models import load_tokenizer
+
+    tokenizer = load_tokenizer(model)
+    summaries = []
+    for name in files:
+        dataset = load_examples(name, columns=_columns(columns, no_answer_marker), on_mismatch=on_mismatch)  # type: ignore[arg-type]
+        summaries.append(summarize(dataset, tokenizer, max_length=max_length))
+    if as_json:
+        typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2, ensure_ascii=False))
+        return
+    for summary in summaries:
+        typer.echo("\n".join(summary.lines(max_problems)))
+
+
+@data_app.command("convert")
+@user_errors
+def data_convert(
+    source: str = typer.Argument(..., help="Input file (any supported layout) or hub name."),
+    target: Path = typer.Argument(..., help="Output: .json (SQuAD) or .jsonl (flat records)."),
+    columns: Optional[str] = ColumnsOpt,
+    no_answer_marker: Optional[str] = MarkerOpt,
+    on_mismatch: str = MismatchOpt,
+) -> None:
+    """Convert any supported layout to SQuAD JSON or JSONL (validated on the way)."""
+    from .data import load_examples, save_examples
+
+    dataset = load_examples(source, columns=_columns(columns, no_answer_marker), on_mismatch=on_mismatch)  # type: ignore[arg-type]
+    save_examples(dataset.examples, target, version_2=dataset.version_2)
+    typer.echo(f"wrote {len(dataset)} examples to {target}")
+
+
+@app.command()
+def version() -> None:
+    """Print the spanqa version."""
+    from . import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

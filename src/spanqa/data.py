@@ -1,0 +1,739 @@
+"""Stage 1: load, validate and normalise question-answering data.
+
+Every supported layout (SQuAD v1.1/v2.0 nested JSON; flat records in JSON,
+JSONL, CSV or Parquet with any column names; UQA-style ``answer`` /
+``answer_start`` / ``is_impossible`` rows; Hugging Face hub datasets) becomes the
+same list of :class:`QAExample`, checked once here so later stages can trust it:
+answer text equals ``context[start:start + len(text)]``, ids are unique,
+questions and contexts are not empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import DataError, did_you_mean
+from .io import atomic_open, write_json
+
+__all__ = [
+    "Answer",
+    "QAExample",
+    "QADataset",
+    "ColumnMapping",
+    "DataProblem",
+    "MismatchPolicy",
+    "load_examples",
+    "save_examples",
+    "parse_columns",
+    "split_by_title",
+]
+
+logger = logging.getLogger(__name__)
+
+MismatchPolicy = Literal["repair", "trust", "skip"]
+MISMATCH_POLICIES: tuple[str, ...] = ("repair", "trust", "skip")
+FLAT_SUFFIXES = {".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".pq"}
+REPAIR_WINDOW = 300  # characters either side of the given start searched by the 'repair' policy
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A gold answer: ``text`` occurs in the context at character ``start``."""
+
+    text: str
+    start: int
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.text)
+
+
+@dataclass(frozen=True)
+class QAExample:
+    """One question about one context; no answers means unanswerable (SQuAD v2)."""
+
+    id: str
+    question: str
+    context: str
+    answers: tuple[Answer, ...] = ()
+    title: str = ""
+
+    @property
+    def is_impossible(self) -> bool:
+        return not self.answers
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    """A row that needed attention, with where it is and what was wrong."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+@dataclass
+class QADataset:
+    """Validated examples plus what validation found on the way."""
+
+    examples: list[QAExample]
+    source: str
+    version_2: bool
+    problems: list[DataProblem] = field(default_factory=list)
+    answers_checked: int = 0
+    answers_mismatched: int = 0
+    answers_repaired: int = 0
+    examples_skipped: int = 0
+    policy: str = "repair"
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __iter__(self) -> Iterator[QAExample]:
+        return iter(self.examples)
+
+    @property
+    def num_impossible(self) -> int:
+        return sum(example.is_impossible for example in self.examples)
+
+    def fingerprint(self) -> str:
+        """A short hash of the examples' content, saved with trained models."""
+        digest = hashlib.sha256()
+        for ex in self.examples:
+            digest.update(ex.id.encode())
+            digest.update(ex.question.encode())
+            digest.update(hashlib.sha1(ex.context.encode()).digest())
+            for answer in ex.answers:
+                digest.update(f"{answer.start}:{answer.text}".encode())
+        return digest.hexdigest()[:16]
+
+    def subset(self, examples: list[QAExample], source: str | None = None) -> QADataset:
+        return replace(self, examples=examples, source=source or self.source)
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which column of a flat file holds what; ``None`` means detect by the usual names.
+
+    ``answers`` is a Hugging Face style column (``{"text": [...], "answer_start": [...]}``);
+    alternatively ``answer_text`` plus ``answer_start`` (an int, a list, or a
+    ``"(start, end)"`` string) and optionally ``answer_end``.
+    """
+
+    question: str | None = None
+    context: str | None = None
+    id: str | None = None
+    title: str | None = None
+    answers: str | None = None
+    answer_text: str | None = None
+    answer_start: str | None = None
+    answer_end: str | None = None
+    is_impossible: str | None = None
+    no_answer_marker: str | None = None
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, str] | None) -> ColumnMapping:
+        if not mapping:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        for key in mapping:
+            if key not in known:
+                raise DataError(
+                    f"unknown column role {key!r}{did_you_mean(key, known)}; "
+                    f"roles are: {', '.join(sorted(known))}"
+                )
+        return cls(**{k: (str(v) if v is not None else None) for k, v in mapping.items()})
+
+
+def parse_columns(spec: str | None) -> dict[str, str]:
+    """Parse ``"context=review,answer_text=human_ans_spans"`` into a dict."""
+    if not spec:
+        return {}
+    out: dict[str, str] = {}
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise DataError(f"column mapping {part!r} should look like ROLE=COLUMN, e.g. context=review")
+        key, value = (s.strip() for s in part.split("=", 1))
+        out[key] = value
+    ColumnMapping.from_mapping(out)  # validates the role names
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class _RawRow:
+    """A record before validation, in one shape whatever the file layout was."""
+
+    location: str
+    question: Any
+    context: Any
+    id: Any
+    title: Any
+    texts: list[str]
+    starts: list[int | None]
+    ends: list[int | None]
+    impossible: bool
+
+
+def load_examples(
+    source: str | Path,
+    *,
+    columns: ColumnMapping | Mapping[str, str] | None = None,
+    on_mismatch: MismatchPolicy = "repair",
+    split: str | None = None,
+) -> QADataset:
+    """Load and validate a dataset from a file or a hub name.
+
+    ``on_mismatch`` decides what happens to answers whose text is not found at
+    their offset: ``repair`` looks for the text near the offset (then skips what
+    it cannot find), ``trust`` keeps the offsets and takes the text from the
+    context, ``skip`` drops them.
+    """
+    if on_mismatch not in MISMATCH_POLICIES:
+        raise DataError(
+            f"unknown mismatch policy {on_mismatch!r}{did_you_mean(str(on_mismatch), MISMATCH_POLICIES)}; "
+            f"choose one of {', '.join(MISMATCH_POLICIES)}"
+        )
+    mapping = columns if isinstance(columns, ColumnMapping) else ColumnMapping.from_mapping(columns)
+    path = Path(source)
+    version_hint: str | None = None
+    if path.exists():
+        if path.is_dir():
+            raise DataError(f"{path}: is a folder; give a data file (SQuAD JSON, JSONL, CSV or Parquet)")
+        rows, version_hint = _read_file(path, mapping)
+        name = str(path)
+    elif path.suffix.lower() in FLAT_SUFFIXES or path.parent != Path(".") and not _looks_like_hub_id(str(source)):
+        raise DataError(f"{source}: file not found")
+    else:
+        rows = _read_hub(str(source), split, mapping)
+        name = str(source)
+    dataset = _validate(rows, name, on_mismatch, mapping.no_answer_marker)
+    if version_hint is not None and version_hint.startswith("v2"):
+        dataset.version_2 = True
+    if dataset.answers_mismatched:
+        first = "; ".join(str(p) for p in dataset.problems[:3])
+        logger.warning(
+            "%s: %d of %d answers disagree with their offsets (policy %r: %d repaired, %d examples skipped). First: %s",
+            name,
+            dataset.answers_mismatched,
+            dataset.answers_checked,
+            on_mismatch,
+            dataset.answers_repaired,
+            dataset.examples_skipped,
+            first,
+        )
+    return dataset
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    return bool(re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?(@[\w.\-]+)?(:[\w.\-\[\]%:+]+)?", text))
+
+
+def _read_file(path: Path, mapping: ColumnMapping) -> tuple[list[_RawRow], str | None]:
+    suffix = path.suffix.lower()
+    if suffix in (".json",):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                obj = json.load(handle)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        if isinstance(obj, dict) and isinstance(obj.get("data"), list):
+            records = obj["data"]
+            if records and isinstance(records[0], dict) and "paragraphs" in records[0]:
+                return list(_squad_rows(records, path)), str(obj.get("version", ""))
+            return _flat_rows(records, path, mapping), None
+        if isinstance(obj, list):
+            return _flat_rows(obj, path, mapping), None
+        raise DataError(
+            f"{path}: expected SQuAD JSON ({{'data': [{{'paragraphs': ...}}]}}) or a list of records, "
+            f"got a JSON {type(obj).__name__}"
+        )
+    if suffix in (".jsonl", ".ndjson"):
+        records = []
+        with open(path, encoding="utf-8", errors="strict") as handle:
+            try:
+                for lineno, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError as err:
+                        raise DataError(f"{path} line {lineno}: not valid JSON ({err.msg})") from None
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}: not UTF-8 text ({err.reason})") from None
+        return _flat_rows(records, path, mapping), None
+    if suffix in (".csv", ".tsv"):
+        import pandas as pd
+
+        try:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+            raise DataError(f"{path}: cannot parse as {suffix[1:].upper()} ({str(err).splitlines()[0]})") from None
+        return _flat_rows(frame.to_dict("records"), path, mapping), None
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as err:  # pyarrow raises several unrelated types for bad files
+            raise DataError(f"{path}: cannot read as Parquet ({err})") from None
+        return _flat_rows(table.to_pylist(), path, mapping), None
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use .json (SQuAD or records), .jsonl, .csv, .tsv or .parquet")
+
+
+def _read_hub(spec: str, split: str | None, mapping: ColumnMapping) -> list[_RawRow]:
+    """``NAME[@CONFIG][:SPLIT]`` through :func:`datasets.load_dataset`."""
+    name, _, spec_split = spec.partition(":")
+    name, _, config = name.partition("@")
+    split = split or spec_split or "train"
+    try:
+        import datasets
+
+        hub = datasets.load_dataset(name, config or None, split=split)
+    except Exception as err:  # offline, unknown name, bad split: datasets raises many types
+        raise DataError(
+            f"{spec}: not a local file, and loading it from the Hugging Face hub failed "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
+    return _flat_rows(hub, Path(f"{name}[{split}]"), mapping)
+
+
+def _squad_rows(articles: list[Any], path: Path) -> Iterator[_RawRow]:
+    for a, article in enumerate(articles):
+        if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
+            raise DataError(f"{path}: data[{a}]: expected an object with a 'paragraphs' list")
+        title = article.get("title", "")
+        for p, paragraph in enumerate(article["paragraphs"]):
+            where = f"{path}: data[{a}].paragraphs[{p}]"
+            if not isinstance(paragraph, dict) or "context" not in paragraph or "qas" not in paragraph:
+                raise DataError(f"{where}: expected an object with 'context' and 'qas'")
+            for q, qa in enumerate(paragraph["qas"]):
+                loc = f"{where}.qas[{q}]"
+                if not isinstance(qa, dict):
+                    raise DataError(f"{loc}: expected an object, got {type(qa).__name__}")
+                answers = qa.get("answers") or []
+                if not isinstance(answers, list):
+                    raise DataError(f"{loc}: field 'answers': expected a list of {{text, answer_start}}")
+                texts, starts = [], []
+                for answer in answers:
+                    if not isinstance(answer, dict) or "text" not in answer or "answer_start" not in answer:
+                        raise DataError(f"{loc}: field 'answers': each answer needs 'text' and 'answer_start'")
+                    texts.append(answer["text"])
+                    starts.append(_as_int(answer["answer_start"], loc, "answer_start"))
+                yield _RawRow(
+                    location=loc,
+                    question=qa.get("question"),
+                    context=paragraph["context"],
+                    id=qa.get("id"),
+                    title=title,
+                    texts=texts,
+                    starts=starts,
+                    ends=[None] * len(texts),
+                    impossible=bool(qa.get("is_impossible", False)) or not texts,
+                )
+
+
+_AUTO_NAMES: dict[str, tuple[str, ...]] = {
+    "question": ("question", "query", "questions"),
+    "context": ("context", "passage", "paragraph", "document"),
+    "id": ("id", "qid", "question_id", "example_id"),
+    "title": ("title",),
+    "answers": ("answers",),
+    "answer_text": ("answer_text", "answer", "answers_text", "text"),
+    "answer_start": ("answer_start", "answer_starts", "start"),
+    "answer_end": ("answer_end",),
+    "is_impossible": ("is_impossible", "impossible", "unanswerable"),
+}
+
+
+def _resolve_columns(available: Sequence[str], mapping: ColumnMapping, path: Path) -> dict[str, str | None]:
+    """Map each role to a real column, raising a helpful error for wrong names."""
+    resolved: dict[str, str | None] = {}
+    for role, candidates in _AUTO_NAMES.items():
+        given = getattr(mapping, role)
+        if given is not None:
+            if given not in available:
+                raise DataError(
+                    f"{path}: column {given!r} (for {role}) not found{did_you_mean(given, available)}; "
+                    f"columns are: {', '.join(available)}"
+                )
+            resolved[role] = given
+        else:
+            resolved[role] = next((c for c in candidates if c in available), None)
+    # 'text' and 'answer' are only answer columns when nothing better claims them.
+    if resolved["answers"] is not None and mapping.answer_text is None:
+        resolved["answer_text"] = None
+    if resolved["answer_text"] is not None and resolved["answer_start"] is None and resolved["answers"] is None:
+        if mapping.answer_text is None and resolved["answer_text"] == "text":
+            resolved["answer_text"] = None
+    for role in ("question", "context"):
+        if resolved[role] is None:
+            hint = ""
+            for col in available:
+                if role in col.lower() or (role == "context" and col.lower() in ("review", "text", "body", "article")):
+                    hint = f" (is it {col!r}? map it with {role}={col})"
+                    break
+            raise DataError(
+                f"{path}: no {role} column found; columns are: {', '.join(available)}{hint}"
+            )
+    if resolved["answers"] is None and resolved["answer_text"] is None and resolved["is_impossible"] is None:
+        raise DataError(
+            f"{path}: no answer column found; expected 'answers' ({{text, answer_start}}), or "
+            f"'answer' + 'answer_start', or map yours with answer_text=... answer_start=...; "
+            f"columns are: {', '.join(available)}"
+        )
+    return resolved
+
+
+def _flat_rows(records: Iterable[Mapping[str, Any]], path: Path, mapping: ColumnMapping) -> list[_RawRow]:
+    rows: list[_RawRow] = []
+    cols: dict[str, str | None] | None = None
+    marker = mapping.no_answer_marker
+    for n, record in enumerate(records, 1):
+        loc = f"{path} row {n}"
+        if not isinstance(record, Mapping):
+            raise DataError(f"{loc}: expected a record (object), got {type(record).__name__}")
+        if cols is None:
+            cols = _resolve_columns(list(record.keys()), mapping, path)
+        missing = [c for c in cols.values() if c is not None and c not in record]
+        if missing:
+            raise DataError(f"{loc}: missing field {missing[0]!r}")
+        texts, starts, ends = _answers_of(record, cols, loc)
+        impossible = False
+        if cols["is_impossible"] is not None:
+            impossible = _as_bool(record[cols["is_impossible"]], loc, cols["is_impossible"])
+        if marker is not None:
+            kept = [(t, s, e) for t, s, e in zip(texts, starts, ends) if t.strip() != marker]
+            impossible = impossible or (bool(texts) and not kept)
+            texts, starts, ends = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
+        if impossible or not any(t.strip() for t in texts):
+            texts, starts, ends, impossible = [], [], [], True
+        context = record[cols["context"]]
+        if marker is not None and isinstance(context, str):
+            context = _strip_marker(context, marker)
+        rows.append(
+            _RawRow(
+                location=loc,
+                question=record[cols["question"]],
+                context=context,
+                id=record[cols["id"]] if cols["id"] else f"{path.stem}-{n}",
+                title=record[cols["title"]] if cols["title"] else "",
+                texts=texts,
+                starts=starts,
+                ends=ends,
+                impossible=impossible,
+            )
+        )
+    return rows
+
+
+def _strip_marker(context: str, marker: str) -> str:
+    """Drop a trailing no-answer sentinel (SubjQA ends every review with one)."""
+    stripped = context.rstrip()
+    if stripped.endswith(marker):
+        return stripped[: -len(marker)].rstrip()
+    return context
+
+
+_SPAN_RE = re.compile(r"^\s*[\(\[]?\s*(-?\d+)\s*[,;]\s*(-?\d+)\s*[\)\]]?\s*$")
+
+
+def _answers_of(record: Mapping[str, Any], cols: Mapping[str, str | None], loc: str) -> tuple[list[str], list[int | None], list[int | None]]:
+    """Answer texts, starts and (optional) ends from whichever columns hold them."""
+    if cols["answers"] is not None:
+        value = _maybe_json(record[cols["answers"]])
+        if value is None or value == "" or value == []:
+            return [], [], []
+        if isinstance(value, Mapping):
+            texts = _as_list(value.get("text", []))
+            raw_starts = _as_list(value.get("answer_start", []))
+        elif isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
+            texts = [v.get("text") for v in value]
+            raw_starts = [v.get("answer_start") for v in value]
+        else:
+            raise DataError(
+                f"{loc}: field {cols['answers']!r}: expected {{'text': [...], 'answer_start': [...]}} "
+                f"or a list of {{'text', 'answer_start'}}, got {str(value)[:60]!r}"
+            )
+        if len(texts) != len(raw_starts):
+            raise DataError(
+                f"{loc}: field {cols['answers']!r}: {len(texts)} texts but {len(raw_starts)} answer_start values"
+            )
+        starts = [_as_int(s, loc, "answer_start") for s in raw_starts]
+        return [_as_text(t, loc, cols["answers"]) for t in texts], list(starts), [None] * len(texts)
+    if cols["answer_text"] is None:
+        return [], [], []
+    raw_text = _maybe_json(record[cols["answer_text"]])
+    if raw_text is None or (isinstance(raw_text, float) and math.isnan(raw_text)):
+        return [], [], []
+    texts = [_as_text(t, loc, cols["answer_text"]) for t in _as_list(raw_text)]
+    texts_are_empty = not any(t.strip() for t in texts)
+    if cols["answer_start"] is None:
+        if texts_are_empty:
+            return [], [], []
+        return texts, [None] * len(texts), [None] * len(texts)
+    raw_start = record[cols["answer_start"]]
+    starts: list[int | None]
+    ends: list[int | None]
+    span = _SPAN_RE.match(raw_start) if isinstance(raw_start, str) else None
+    if span:
+        starts, ends = [int(span.group(1))], [int(span.group(2))]
+    elif isinstance(raw_start, (tuple,)) and len(raw_start) == 2 and len(texts) == 1:
+        starts, ends = [_as_int(raw_start[0], loc, cols["answer_start"])], [_as_int(raw_start[1], loc, cols["answer_start"])]
+    else:
+        value = _maybe_json(raw_start)
+        if texts_are_empty and (value is None or value == "" or value == []):
+            return [], [], []
+        starts = [_as_int(s, loc, cols["answer_start"]) for s in _as_list(value)]
+        ends = [None] * len(starts)
+    if cols["answer_end"] is not None:
+        ends = [_as_int(e, loc, cols["answer_end"]) for e in _as_list(_maybe_json(record[cols["answer_end"]]))]
+    if len(starts) != len(texts) or len(ends) != len(texts):
+        raise DataError(
+            f"{loc}: {len(texts)} answer texts but {len(starts)} starts in {cols['answer_start']!r}"
+        )
+    return texts, starts, ends
+
+
+def _maybe_json(value: Any) -> Any:
+    """CSV cells hold lists and dicts as JSON (or Python repr) strings; decode those."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in "[{":
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                try:
+                    import ast
+
+                    return ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    return value
+    if hasattr(value, "tolist"):  # numpy arrays from Parquet
+        return value.tolist()
+    return value
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if hasattr(value, "tolist"):
+        return list(value.tolist())
+    return [value]
+
+
+def _as_text(value: Any, loc: str, name: str | None) -> str:
+    if not isinstance(value, str):
+        raise DataError(f"{loc}: field {name!r}: expected answer text (a string), got {value!r}")
+    return value
+
+
+def _as_int(value: Any, loc: str, name: str | None) -> int:
+    if isinstance(value, bool):
+        raise DataError(f"{loc}: field {name!r}: expected a character offset (integer), got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    raise DataError(f"{loc}: field {name!r}: expected a character offset (integer), got {value!r}")
+
+
+def _as_bool(value: Any, loc: str, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no", ""):
+        return value.strip().lower() in ("true", "1", "yes")
+    if value is None:
+        return False
+    raise DataError(f"{loc}: field {name!r}: expected true/false, got {value!r}")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _validate(rows: list[_RawRow], source: str, policy: str, marker: str | None) -> QADataset:
+    examples: list[QAExample] = []
+    problems: list[DataProblem] = []
+    seen: dict[str, str] = {}
+    checked = mismatched = repaired = skipped = 0
+    any_impossible = False
+    for row in rows:
+        for role in ("question", "context"):
+            value = getattr(row, role)
+            if not isinstance(value, str):
+                raise DataError(f"{row.location}: field {role!r}: expected text, got {type(value).__name__}")
+            if not value.strip():
+                raise DataError(f"{row.location}: empty {role}")
+        if row.id is None or (isinstance(row.id, str) and not row.id.strip()):
+            raise DataError(f"{row.location}: missing id")
+        qid = str(row.id)
+        if qid in seen:
+            raise DataError(f"{row.location}: duplicate id {qid!r} (first seen at {seen[qid]})")
+        seen[qid] = row.location
+        context: str = row.context
+        answers: list[Answer] = []
+        for text, start, end in zip(row.texts, row.starts, row.ends):
+            checked += 1
+            answer, problem, was_repaired = _check_answer(context, text, start, end, policy)
+            if problem is not None:
+                mismatched += 1
+                problems.append(DataProblem(row.location, f"id {qid}: {problem}"))
+            repaired += was_repaired
+            if answer is not None:
+                answers.append(answer)
+        if row.texts and not answers:
+            skipped += 1
+            continue
+        any_impossible = any_impossible or row.impossible
+        examples.append(
+            QAExample(
+                id=qid,
+                question=row.question.strip(),
+                context=context,
+                answers=tuple(answers),
+                title=str(row.title or ""),
+            )
+        )
+    if not examples:
+        if rows:
+            raise DataError(f"{source}: no usable examples ({skipped} skipped because their answers disagree with their offsets)")
+        raise DataError(f"{source}: contains no examples")
+    return QADataset(
+        examples=examples,
+        source=source,
+        version_2=any_impossible,
+        problems=problems,
+        answers_checked=checked,
+        answers_mismatched=mismatched,
+        answers_repaired=repaired,
+        examples_skipped=skipped,
+        policy=policy,
+    )
+
+
+def _check_answer(context: str, text: str, start: int | None, end: int | None, policy: str) -> tuple[Answer | None, str | None, bool]:
+    """Return (answer or None, problem description or None, whether it was repaired)."""
+    if start is None:  # no offset given at all: locate the text
+        pos = context.find(text)
+        if pos < 0:
+            return None, f"answer {text!r} not found in the context", False
+        return Answer(text, pos), None, False
+    if 0 <= start and context[start : start + len(text)] == text and text:
+        return Answer(text, start), None, False
+    found = context[start : start + len(text)] if 0 <= start < len(context) else "<out of range>"
+    problem = f"answer {_short(text)} != context[{start}:{start + len(text)}] {_short(found)}"
+    if policy == "skip":
+        return None, problem + " (skipped)", False
+    if policy == "trust":
+        stop = end if end is not None else start + len(text)
+        if not (0 <= start < stop <= len(context)):
+            return None, problem + " (offsets out of range; skipped)", False
+        return Answer(context[start:stop], start), problem + " (kept the offsets)", False
+    repaired = _repair(context, text, start)
+    if repaired is None:
+        return None, problem + " (not found nearby; skipped)", False
+    return repaired, problem + f" (repaired to {repaired.start})", True
+
+
+def _repair(context: str, text: str, start: int) -> Answer | None:
+    """The occurrence of ``text`` nearest to ``start``, allowing different spacing."""
+    lo, hi = max(0, start - REPAIR_WINDOW), min(len(context), start + len(text) + REPAIR_WINDOW)
+    best: Answer | None = None
+    tokens = text.split()
+    if not tokens:
+        return None
+    exact = re.escape(text.strip())
+    spaced = r"\s*".join(re.escape(t) for t in tokens)
+    for pattern in (exact, spaced):
+        for match in re.finditer(pattern, context[lo:hi]):
+            candidate = Answer(match.group(0), lo + match.start())
+            if best is None or abs(candidate.start - start) < abs(best.start - start):
+                best = candidate
+        if best is not None:
+            return best
+    return None
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def save_examples(examples: Iterable[QAExample], path: str | Path, *, version_2: bool | None = None) -> None:
+    """Write examples as SQuAD JSON (``.json``) or flat JSONL (``.jsonl``), atomically."""
+    path = Path(path)
+    examples = list(examples)
+    if version_2 is None:
+        version_2 = any(ex.is_impossible for ex in examples)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        write_json(path, to_squad(examples, version_2), indent=None)
+    elif suffix in (".jsonl", ".ndjson"):
+        with atomic_open(path) as handle:
+            for ex in examples:
+                record = {
+                    "id": ex.id,
+                    "title": ex.title,
+                    "context": ex.context,
+                    "question": ex.question,
+                    "answers": {"text": [a.text for a in ex.answers], "answer_start": [a.start for a in ex.answers]},
+                    "is_impossible": ex.is_impossible,
+                }
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    else:
+        raise DataError(f"{path}: can only write .json (SQuAD) or .jsonl, not {suffix!r}")
+
+
+def to_squad(examples: Iterable[QAExample], version_2: bool = True) -> dict[str, Any]:
+    """Nest flat examples into the SQuAD layout, grouping questions by title and context."""
+    articles: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for ex in examples:
+        paragraphs = articles.setdefault(ex.title, {})
+        qa: dict[str, Any] = {
+            "id": ex.id,
+            "question": ex.question,
+            "answers": [{"text": a.text, "answer_start": a.start} for a in ex.answers],
+        }
+        if version_2:
+            qa["is_impossible"] = ex.is_impossible
+        paragraphs.setdefault(ex.context, []).append(qa)
+    return {
+        "version": "v2.0" if version_2 else "1.1",
+        "data": [
+            {"title": title, "paragraphs": [{"context": c, "qas": qas} for c, qas in paragraphs.items()]}
+            for title, paragraphs in articles.items()
+        ],
+    }
+
+
+def split_by_title(dataset: QADataset, first: int) -> tuple[QADataset, QADataset]:
+    """Split into the first ``first`` articles (by title, in file order) and the rest."""
+    order: dict[str, int] = {}
+    for ex in dataset.examples:
+        order.setdefault(ex.title, len(order))
+    head = [ex for ex in dataset.examples if order[ex.title] < first]
+    tail = [ex for ex in dataset.examples if order[ex.title] >= first]
+    return dataset.subset(head), dataset.subset(tail)

@@ -1,0 +1,118 @@
+"""What a dataset looks like before training on it: counts, lengths in tokens, problems."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .data import QADataset
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["DataSummary", "summarize"]
+
+
+@dataclass
+class DataSummary:
+    source: str
+    examples: int
+    answerable: int
+    unanswerable: int
+    version_2: bool
+    contexts: int
+    answers_checked: int
+    answers_mismatched: int
+    answers_repaired: int
+    examples_skipped: int
+    policy: str
+    problems: list[str] = field(default_factory=list)
+    question_tokens: dict[str, float] = field(default_factory=dict)
+    context_tokens: dict[str, float] = field(default_factory=dict)
+    answer_tokens: dict[str, float] = field(default_factory=dict)
+    contexts_longer_than_window: int = 0
+    window_max_length: int = 0
+
+    @property
+    def unanswerable_share(self) -> float:
+        return self.unanswerable / self.examples if self.examples else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["unanswerable_share"] = self.unanswerable_share
+        return out
+
+    def lines(self, max_problems: int = 10) -> list[str]:
+        out = [
+            f"{self.source}",
+            f"  examples: {self.examples} ({'SQuAD v2 style' if self.version_2 else 'all answerable'}), "
+            f"contexts: {self.contexts}",
+            f"  answerable: {self.answerable}, unanswerable: {self.unanswerable} "
+            f"({100 * self.unanswerable_share:.1f}% unanswerable)",
+        ]
+        for name, stats in (("question", self.question_tokens), ("context", self.context_tokens), ("answer", self.answer_tokens)):
+            if stats:
+                out.append(
+                    f"  {name} tokens: min {stats['min']:.0f}, mean {stats['mean']:.1f}, median {stats['median']:.0f}, "
+                    f"p95 {stats['p95']:.0f}, max {stats['max']:.0f}"
+                )
+        if self.window_max_length:
+            out.append(
+                f"  contexts longer than one {self.window_max_length}-token window: {self.contexts_longer_than_window}"
+            )
+        out.append(
+            f"  answers checked against offsets: {self.answers_checked}; disagreeing: {self.answers_mismatched} "
+            f"(policy {self.policy!r}: {self.answers_repaired} repaired, {self.examples_skipped} examples skipped)"
+        )
+        for problem in self.problems[:max_problems]:
+            out.append(f"    {problem}")
+        if len(self.problems) > max_problems:
+            out.append(f"    ... and {len(self.problems) - max_problems} more (--max-problems to see them)")
+        return out
+
+
+def _stats(values: list[int]) -> dict[str, float]:
+    if not values:
+        return {}
+    arr = np.asarray(values)
+    return {
+        "min": float(arr.min()),
+        "mean": float(arr.mean()),
+        "median": float(np.median(arr)),
+        "p95": float(np.percentile(arr, 95)),
+        "max": float(arr.max()),
+    }
+
+
+def summarize(dataset: QADataset, tokenizer: PreTrainedTokenizerBase | None = None, max_length: int = 384) -> DataSummary:
+    """Counts and problems; token length statistics when a tokenizer is given."""
+    examples = dataset.examples
+    unanswerable = dataset.num_impossible
+    summary = DataSummary(
+        source=dataset.source,
+        examples=len(examples),
+        answerable=len(examples) - unanswerable,
+        unanswerable=unanswerable,
+        version_2=dataset.version_2,
+        contexts=len({ex.context for ex in examples}),
+        answers_checked=dataset.answers_checked,
+        answers_mismatched=dataset.answers_mismatched,
+        answers_repaired=dataset.answers_repaired,
+        examples_skipped=dataset.examples_skipped,
+        policy=dataset.policy,
+        problems=[str(p) for p in dataset.problems],
+    )
+    if tokenizer is not None:
+        contexts = list(dict.fromkeys(ex.context for ex in examples))
+        count = lambda texts: [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]  # noqa: E731
+        summary.question_tokens = _stats(count([ex.question for ex in examples]))
+        context_lengths = count(contexts)
+        summary.context_tokens = _stats(context_lengths)
+        answers = [ex.answers[0].text for ex in examples if ex.answers]
+        summary.answer_tokens = _stats(count(answers)) if answers else {}
+        room = max_length - int(summary.question_tokens.get("mean", 0)) - 3
+        summary.contexts_longer_than_window = int(sum(n > room for n in context_lengths))
+        summary.window_max_length = max_length
+    return summary

@@ -1,0 +1,249 @@
+"""Stage 4: start/end logits of windows to ranked answer spans per example.
+
+Logits may come from any backend (PyTorch, ONNX, a Trainer's gathered
+predictions) in any batch order; :class:`SpanDecoder` takes them batch by
+batch and keeps only the best ``n_best`` candidates per example, so memory is
+bounded however large the dataset.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import QAExample
+from .errors import ConfigError
+from .features import Features
+
+__all__ = ["DecodeConfig", "Span", "ExamplePrediction", "SpanDecoder", "decode"]
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Span search settings; ``max_answer_length`` counts tokens, as in the SQuAD reference."""
+
+    n_best: int = 20
+    max_answer_length: int = 30
+    null_threshold: float = 0.0
+    allow_impossible: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_best < 1:
+            raise ConfigError(f"n_best must be >= 1, got {self.n_best}")
+        if self.max_answer_length < 1:
+            raise ConfigError(f"max_answer_length must be >= 1 token, got {self.max_answer_length}")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A candidate answer: ``context[start:end] == text``."""
+
+    text: str
+    start: int
+    end: int
+    score: float
+    start_logit: float
+    end_logit: float
+    probability: float = 0.0
+    window: int = -1
+
+
+@dataclass
+class ExamplePrediction:
+    """The decision for one example plus its ranked candidates.
+
+    ``null_odds`` (null score minus best span score) is what the official
+    SQuAD v2 script takes as a no-answer probability file.
+    """
+
+    id: str
+    text: str
+    candidates: list[Span]
+    null_score: float
+    best_score: float
+    no_answer_probability: float = 0.0
+
+    @property
+    def null_odds(self) -> float:
+        return self.null_score - self.best_score
+
+    @property
+    def is_impossible(self) -> bool:
+        return self.text == ""
+
+
+@dataclass
+class _Pending:
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    start_logits: list[float] = field(default_factory=list)
+    end_logits: list[float] = field(default_factory=list)
+    windows: list[int] = field(default_factory=list)
+    null_score: float = float("inf")
+
+
+def _fit_width(logits: np.ndarray, width: int) -> np.ndarray:
+    """Trim or pad (with -inf) logits to the features' width; backends pad differently."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.shape[1] >= width:
+        return logits[:, :width]
+    pad = np.full((logits.shape[0], width - logits.shape[1]), -np.inf)
+    return np.concatenate([logits, pad], axis=1)
+
+
+class SpanDecoder:
+    """Accumulate window logits and produce per-example predictions.
+
+    >>> decoder = SpanDecoder(examples, features, DecodeConfig())
+    >>> decoder.add(indices, start_logits, end_logits)  # any batch order, any number of times
+    >>> predictions = decoder.finalize()
+    """
+
+    def __init__(self, examples: Sequence[QAExample], features: Features, config: DecodeConfig = DecodeConfig()) -> None:
+        self.examples = examples
+        self.features = features
+        self.config = config
+        self._pending = [_Pending() for _ in examples]
+
+    def add(self, indices: Sequence[int] | np.ndarray, start_logits: np.ndarray, end_logits: np.ndarray) -> None:
+        """Decode one batch of windows: ``start_logits[b]`` belongs to window ``indices[b]``."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if len(idx) == 0:
+            return
+        offsets = self.features.offsets[idx]
+        width = offsets.shape[1]
+        start = _fit_width(start_logits, width)
+        end = _fit_width(end_logits, width)
+        rows = np.arange(len(idx))
+        cls = self.features.cls_index[idx]
+        null = start[rows, cls] + end[rows, cls]
+
+        valid = offsets[..., 0] >= 0
+        s = np.where(valid, start, -np.inf)
+        e = np.where(valid, end, -np.inf)
+        span = self.config.max_answer_length
+        e_padded = np.concatenate([e, np.full((len(idx), span - 1), -np.inf)], axis=1)
+        ends_of = np.arange(width)[:, None] + np.arange(span)[None, :]  # (start, length) -> end token
+        scores = (s[:, :, None] + e_padded[:, ends_of]).reshape(len(idx), -1)
+        k = min(self.config.n_best, scores.shape[1])
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        start_tok = top // span
+        end_tok = start_tok + top % span
+        found = np.isfinite(top_scores)
+        safe_end = np.minimum(end_tok, width - 1)
+        char_start = np.take_along_axis(offsets[..., 0], start_tok, axis=1)
+        char_end = np.take_along_axis(offsets[..., 1], safe_end, axis=1)
+        s_logit = np.take_along_axis(start, start_tok, axis=1)
+        e_logit = np.take_along_axis(end, safe_end, axis=1)
+
+        owners = self.features.example_index[idx]
+        for b in range(len(idx)):
+            pending = self._pending[owners[b]]
+            pending.null_score = min(pending.null_score, float(null[b]))
+            keep = found[b]
+            if not keep.any():
+                continue
+            pending.starts.extend(char_start[b, keep].tolist())
+            pending.ends.extend(char_end[b, keep].tolist())
+            pending.scores.extend(top_scores[b, keep].tolist())
+            pending.start_logits.extend(s_logit[b, keep].tolist())
+            pending.end_logits.extend(e_logit[b, keep].tolist())
+            pending.windows.extend([int(idx[b])] * int(keep.sum()))
+            if len(pending.scores) > 4 * self.config.n_best:
+                _truncate(pending, 2 * self.config.n_best)
+
+    def finalize(self) -> list[ExamplePrediction]:
+        """One prediction per example, in the examples' order."""
+        return [self._finalize_one(ex, p) for ex, p in zip(self.examples, self._pending)]
+
+    def _finalize_one(self, example: QAExample, pending: _Pending) -> ExamplePrediction:
+        order = np.argsort(-np.asarray(pending.scores), kind="stable") if pending.scores else []
+        spans: list[Span] = []
+        seen: set[tuple[int, int]] = set()
+        for j in order:
+            start, end = _tidy(example.context, pending.starts[j], pending.ends[j])
+            if (start, end) in seen or end <= start:
+                continue
+            seen.add((start, end))
+            spans.append(
+                Span(
+                    text=example.context[start:end],
+                    start=start,
+                    end=end,
+                    score=pending.scores[j],
+                    start_logit=pending.start_logits[j],
+                    end_logit=pending.end_logits[j],
+                    window=pending.windows[j],
+                )
+            )
+            if len(spans) == self.config.n_best:
+                break
+        null_score = pending.null_score if np.isfinite(pending.null_score) else -np.inf
+        best_score = spans[0].score if spans else -np.inf
+        # Probabilities over this example's candidates and the null answer: comparable across windows.
+        pool = np.array([s.score for s in spans] + ([null_score] if self.config.allow_impossible else []))
+        if pool.size and np.isfinite(pool).any():
+            shifted = np.exp(pool - pool[np.isfinite(pool)].max())
+            probs = shifted / shifted.sum()
+        else:
+            probs = np.zeros(pool.size)
+        spans = [
+            Span(s.text, s.start, s.end, s.score, s.start_logit, s.end_logit, float(probs[i]), s.window)
+            for i, s in enumerate(spans)
+        ]
+        no_answer_probability = float(probs[-1]) if self.config.allow_impossible and pool.size else 0.0
+        if not spans:
+            text = ""
+        elif self.config.allow_impossible and null_score - best_score > self.config.null_threshold:
+            text = ""
+        else:
+            text = spans[0].text
+        return ExamplePrediction(
+            id=example.id,
+            text=text,
+            candidates=spans,
+            null_score=float(null_score),
+            best_score=float(best_score),
+            no_answer_probability=no_answer_probability,
+        )
+
+
+def _truncate(pending: _Pending, keep: int) -> None:
+    order = np.argsort(-np.asarray(pending.scores), kind="stable")[:keep]
+    for name in ("starts", "ends", "scores", "start_logits", "end_logits", "windows"):
+        values = getattr(pending, name)
+        setattr(pending, name, [values[i] for i in order])
+
+
+def _tidy(context: str, start: int, end: int) -> tuple[int, int]:
+    """Drop whitespace a token's offsets may include; keep combining marks with their base."""
+    while start < end and context[start].isspace():
+        start += 1
+    while end > start and context[end - 1].isspace():
+        end -= 1
+    while end < len(context) and unicodedata.category(context[end]).startswith("M"):
+        end += 1
+    return start, end
+
+
+def decode(
+    examples: Sequence[QAExample],
+    features: Features,
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    config: DecodeConfig = DecodeConfig(),
+    batch_size: int = 256,
+) -> list[ExamplePrediction]:
+    """Decode logits for all windows at once (row ``i`` belongs to window ``i``)."""
+    if len(start_logits) != len(features):
+        raise ConfigError(f"got logits for {len(start_logits)} windows but there are {len(features)} windows")
+    decoder = SpanDecoder(examples, features, config)
+    for lo in range(0, len(features), batch_size):
+        rows = np.arange(lo, min(lo + batch_size, len(features)))
+        decoder.add(rows, start_logits[rows], end_logits[rows])
+    return decoder.finalize()

