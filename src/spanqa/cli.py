@@ -54,10 +54,18 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is now (test runners swap it between calls)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _setup_logging() -> None:
     root = logging.getLogger("spanqa")
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
@@ -225,6 +233,105 @@ def data_convert(
     dataset = load_examples(source, columns=_columns(columns, no_answer_marker), on_mismatch=on_mismatch)  # type: ignore[arg-type]
     save_examples(dataset.examples, target, version_2=dataset.version_2)
     typer.echo(f"wrote {len(dataset)} examples to {target}")
+
+
+TRAIN_OPTION_NAMES = {
+    "train": "train_data",
+    "eval": "eval_data",
+    "epochs": "num_train_epochs",
+    "batch_size": "per_device_train_batch_size",
+    "grad_accum": "gradient_accumulation_steps",
+    "warmup": "warmup_steps",
+}
+
+
+def parse_overrides(extra: list[str]) -> dict[str, Any]:
+    """``--name value`` / ``--name=value`` / ``--training.name value`` pairs; values parsed as YAML scalars."""
+    import yaml
+
+    from .errors import ConfigError
+
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(extra):
+        token = extra[i]
+        if not token.startswith("--"):
+            raise ConfigError(f"unexpected argument {token!r}; settings look like --name value")
+        name, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+                value = extra[i + 1]
+                i += 1
+            else:
+                value = "true"
+        name = name.removeprefix("training.").replace("-", "_")
+        out[name] = yaml.safe_load(value) if value != "" else ""
+        i += 1
+    return out
+
+
+@app.command(
+    "train",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Any other TrainingArguments field can be given as --name value (e.g. --lr_scheduler_type cosine "
+    "--logging_steps 50), or in the --config file. Precedence: defaults < config file < command line.",
+)
+@user_errors
+def train_cmd(
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model alias (minilm, the default), folder or hub id."),
+    train: Optional[str] = typer.Option(None, "--train", help="Training data (default: the sample data shipped with spanqa)."),
+    eval: Optional[str] = typer.Option(None, "--eval", help="Evaluation data for EM/F1 during and after training."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON file of settings (same names as the options, plus any TrainingArguments field)."),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Where the model goes (default spanqa-model)."),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr", help="Peak learning rate (default: 2e-4 for small models, lower for large)."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Training epochs (default 8)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training windows per device per step (default 16)."),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Gradient accumulation steps (default 1)."),
+    warmup: Optional[float] = typer.Option(None, "--warmup", help="Warmup ratio in [0, 1) or number of steps (default 0.1)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay (default 0.01)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 42)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16", help="bfloat16 mixed precision."),
+    fp16: Optional[bool] = typer.Option(None, "--fp16", help="float16 mixed precision (CUDA)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Window length in tokens (default 384)."),
+    stride: Optional[int] = typer.Option(None, "--stride", help="Overlap between windows in tokens (default 128)."),
+    max_answer_length: Optional[int] = typer.Option(None, "--max-answer-length", help="Longest answer in tokens (default 30)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    version_2: Optional[bool] = typer.Option(None, "--version-2/--version-1", help="Allow 'no answer' (default: detected from the data)."),
+    skip_impossible: Optional[bool] = typer.Option(None, "--skip-impossible", help="Train only on answerable questions."),
+    columns: Optional[str] = ColumnsOpt,
+    no_answer_marker: Optional[str] = MarkerOpt,
+    on_mismatch: Optional[str] = typer.Option(None, "--on-mismatch", help="repair (default), trust or skip answers that disagree with their offsets."),
+    early_stopping_patience: Optional[int] = typer.Option(None, "--early-stopping-patience", help="Stop after N evaluations without F1 improving."),
+    report_to: Optional[str] = typer.Option(None, "--report-to", help="Logging integrations, e.g. tensorboard, wandb (default none)."),
+    push_to_hub: Optional[bool] = typer.Option(None, "--push-to-hub", help="Push the model to the Hugging Face hub (Trainer's option)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the latest finished checkpoint in the output dir."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in the output dir."),
+) -> None:
+    """Fine-tune an extractive-QA model; with no options, the embedded default on the sample data."""
+    from .data import parse_columns
+    from .training import load_config_file, train as run_training
+
+    settings: dict[str, Any] = load_config_file(config) if config else {}
+    named = {
+        "model": model, "train": train, "eval": eval, "output_dir": output_dir, "learning_rate": learning_rate,
+        "epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum, "warmup": warmup,
+        "weight_decay": weight_decay, "seed": seed, "bf16": bf16, "fp16": fp16, "max_length": max_length,
+        "stride": stride, "max_answer_length": max_answer_length, "max_steps": max_steps, "version_2": version_2,
+        "skip_impossible": skip_impossible, "columns": parse_columns(columns) if columns else None,
+        "no_answer_marker": no_answer_marker, "on_mismatch": on_mismatch,
+        "early_stopping_patience": early_stopping_patience, "report_to": report_to, "push_to_hub": push_to_hub,
+    }
+    settings.update({k: v for k, v in named.items() if v is not None})
+    settings.update(parse_overrides(list(ctx.args)))
+    settings = {TRAIN_OPTION_NAMES.get(k, k): v for k, v in settings.items()}
+    if isinstance(settings.get("columns"), str):
+        settings["columns"] = parse_columns(settings["columns"])
+    result = run_training(resume=resume or bool(settings.pop("resume", False)), overwrite=overwrite or bool(settings.pop("overwrite", False)), **settings)
+    if result.metrics:
+        shown = {k: round(v, 2) for k, v in result.metrics.items() if k in ("exact", "exact_match", "f1", "HasAns_f1", "NoAns_f1", "best_f1")}
+        typer.echo("dev " + "  ".join(f"{k}={v}" for k, v in shown.items()))
+    typer.echo(f"saved model to {result.output_dir} ({result.global_step} steps, {result.training_seconds / 60:.1f} min)")
 
 
 @app.command()

@@ -217,7 +217,7 @@ def load_examples(
             raise DataError(f"{path}: is a folder; give a data file (SQuAD JSON, JSONL, CSV or Parquet)")
         rows, version_hint = _read_file(path, mapping)
         name = str(path)
-    elif path.suffix.lower() in FLAT_SUFFIXES or path.parent != Path(".") and not _looks_like_hub_id(str(source)):
+    elif path.suffix[1:].isalpha() or not _looks_like_hub_id(str(source)):
         raise DataError(f"{source}: file not found")
     else:
         rows = _read_hub(str(source), split, mapping)
@@ -665,7 +665,9 @@ def _repair(context: str, text: str, start: int) -> Answer | None:
         return None
     exact = re.escape(text.strip())
     spaced = r"\s*".join(re.escape(t) for t in tokens)
-    for pattern in (exact, spaced):
+    # spacing may also differ inside a token ('awesome!' in the answer, 'awesome !' in the context)
+    any_spacing = r"\s*".join(re.escape(c) for c in "".join(tokens))
+    for pattern in (exact, spaced, any_spacing):
         for match in re.finditer(pattern, context[lo:hi]):
             candidate = Answer(match.group(0), lo + match.start())
             if best is None or abs(candidate.start - start) < abs(best.start - start):

@@ -123,25 +123,43 @@ class SpanDecoder:
         null = start[rows, cls] + end[rows, cls]
 
         valid = offsets[..., 0] >= 0
+        owners = self.features.example_index[idx]
+        # Each token's span once tidied (_tidy: whitespace trimmed, trailing marks kept), so empty and
+        # same-text (start, end) pairs are dropped before the top-k, not after it.
+        tidy_start, text_end, tidy_end = self._tidy_tokens(owners, offsets, valid)
         s = np.where(valid, start, -np.inf)
         e = np.where(valid, end, -np.inf)
         span = self.config.max_answer_length
         e_padded = np.concatenate([e, np.full((len(idx), span - 1), -np.inf)], axis=1)
         ends_of = np.arange(width)[:, None] + np.arange(span)[None, :]  # (start, length) -> end token
-        scores = (s[:, :, None] + e_padded[:, ends_of]).reshape(len(idx), -1)
+        scores = s[:, :, None] + e_padded[:, ends_of]
+        text_end_padded = np.concatenate([text_end, np.zeros((len(idx), span - 1), dtype=np.int64)], axis=1)
+        scores = np.where(tidy_start[:, :, None] < text_end_padded[:, ends_of], scores, -np.inf)  # whitespace-only spans
+        scores = scores.reshape(len(idx), -1)
+        tidy_end_padded = np.concatenate([tidy_end, np.zeros((len(idx), span - 1), dtype=np.int64)], axis=1)
         k = min(self.config.n_best, scores.shape[1])
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        for b in _rows_with_twins(tidy_start, tidy_end, valid):
+            # Two pairs may tidy to one text span (a lone '▁' or empty 'Ġ' token at an edge): keep its best pair only.
+            keys = (tidy_start[b][:, None] * (int(tidy_end[b].max()) + 1) + tidy_end_padded[b][ends_of]).reshape(-1)
+            chosen = top[b][np.isfinite(scores[b, top[b]])]
+            if len(np.unique(keys[chosen])) == len(chosen):
+                continue
+            order = np.lexsort((-scores[b], keys))
+            twin = np.zeros(len(order), dtype=bool)
+            twin[1:] = keys[order][1:] == keys[order][:-1]
+            scores[b, order[twin]] = -np.inf
+            top[b] = np.argpartition(-scores[b], k - 1)[:k]
         top_scores = np.take_along_axis(scores, top, axis=1)
         start_tok = top // span
         end_tok = start_tok + top % span
         found = np.isfinite(top_scores)
         safe_end = np.minimum(end_tok, width - 1)
-        char_start = np.take_along_axis(offsets[..., 0], start_tok, axis=1)
-        char_end = np.take_along_axis(offsets[..., 1], safe_end, axis=1)
+        char_start = np.take_along_axis(tidy_start, start_tok, axis=1)
+        char_end = np.take_along_axis(tidy_end, safe_end, axis=1)
         s_logit = np.take_along_axis(start, start_tok, axis=1)
         e_logit = np.take_along_axis(end, safe_end, axis=1)
 
-        owners = self.features.example_index[idx]
         for b in range(len(idx)):
             pending = self._pending[owners[b]]
             pending.null_score = min(pending.null_score, float(null[b]))
@@ -155,7 +173,29 @@ class SpanDecoder:
             pending.end_logits.extend(e_logit[b, keep].tolist())
             pending.windows.extend([int(idx[b])] * int(keep.sum()))
             if len(pending.scores) > 4 * self.config.n_best:
-                _truncate(pending, 2 * self.config.n_best)
+                _truncate(pending, self.config.n_best)
+
+    def _tidy_tokens(self, owners: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per token: tidied start, end of its last non-space character, and tidied end (marks kept).
+
+        A span of tokens ``s..e`` tidies to ``(tidy_start[s], tidy_end[e])`` and is
+        empty (whitespace only) unless ``tidy_start[s] < text_end[e]``.
+        """
+        tidy_start = np.zeros(valid.shape, dtype=np.int64)
+        text_end = np.zeros(valid.shape, dtype=np.int64)
+        tidy_end = np.zeros(valid.shape, dtype=np.int64)
+        maps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for b, owner in enumerate(owners.tolist()):
+            if owner not in maps:
+                maps[owner] = _char_maps(self.examples[owner].context)
+            next_text, last_text_end, with_marks = maps[owner]
+            limit = len(next_text) - 1
+            first = np.clip(np.where(valid[b], offsets[b, :, 0], 0), 0, limit)
+            last = np.clip(np.where(valid[b], offsets[b, :, 1], 0), 0, limit)
+            tidy_start[b] = next_text[first]
+            text_end[b] = last_text_end[last]
+            tidy_end[b] = with_marks[text_end[b]]
+        return tidy_start, text_end, tidy_end
 
     def finalize(self) -> list[ExamplePrediction]:
         """One prediction per example, in the examples' order."""
@@ -213,8 +253,46 @@ class SpanDecoder:
         )
 
 
+def _char_maps(context: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each character position c (0..len): the first non-space position >= c, the end of the
+    last non-space character before c, and c moved past any combining marks that start there."""
+    n = len(context)
+    text = np.fromiter((not ch.isspace() for ch in context), dtype=bool, count=n)
+    mark = np.fromiter((unicodedata.category(ch).startswith("M") for ch in context), dtype=bool, count=n)
+    positions = np.arange(n + 1)
+    next_text = np.where(np.append(text, True), positions, n + 1)
+    next_text = np.minimum.accumulate(next_text[::-1])[::-1]
+    next_text = np.minimum(next_text, n)
+    last_text_end = np.maximum.accumulate(np.concatenate([[0], np.where(text, positions[1:], 0)]))
+    not_mark = np.where(np.append(~mark, True), positions, n)
+    with_marks = np.minimum.accumulate(not_mark[::-1])[::-1]
+    return next_text, last_text_end, with_marks
+
+
+def _rows_with_twins(tidy_start: np.ndarray, tidy_end: np.ndarray, valid: np.ndarray) -> list[int]:
+    """Windows where two token pairs can tidy to the same text span (whitespace-only or empty tokens)."""
+    rows = []
+    for b in range(len(valid)):
+        v = valid[b]
+        if v.sum() > 1 and ((np.diff(tidy_start[b, v]) <= 0).any() or (np.diff(tidy_end[b, v]) <= 0).any()):
+            rows.append(b)
+    return rows
+
+
 def _truncate(pending: _Pending, keep: int) -> None:
-    order = np.argsort(-np.asarray(pending.scores), kind="stable")[:keep]
+    """Keep the ``keep`` best distinct spans (each at its best score)."""
+    order = np.argsort(-np.asarray(pending.scores), kind="stable")
+    seen: set[tuple[int, int]] = set()
+    kept = []
+    for i in order.tolist():
+        key = (pending.starts[i], pending.ends[i])
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(i)
+        if len(kept) == keep:
+            break
+    order = kept
     for name in ("starts", "ends", "scores", "start_logits", "end_logits", "windows"):
         values = getattr(pending, name)
         setattr(pending, name, [values[i] for i in order])

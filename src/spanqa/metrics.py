@@ -79,7 +79,8 @@ def _unicode_punct() -> frozenset[str]:
 
 def _check_lang(lang: str) -> None:
     if lang not in _ARTICLES:
-        raise ConfigError(f"unknown language {lang!r}{did_you_mean(lang, LANGUAGES)}; supported: {', '.join(LANGUAGES)}")
+        choices = ("squad", *LANGUAGES)
+        raise ConfigError(f"unknown language {lang!r}{did_you_mean(lang, choices)}; supported: {', '.join(choices)}")
 
 
 def _segment(text: str, pattern: re.Pattern[str], punct: frozenset[str]) -> list[str]:
@@ -243,8 +244,13 @@ def score_predictions(
 
 
 def _apply_threshold(q: QuestionScore, value: float, thresh: float) -> float:
-    """The official script: a question with na_prob above the threshold is answered 'no answer'."""
-    if q.prediction is not None and q.na_prob is not None and q.na_prob > thresh:
+    """The official script: a question with na_prob above the threshold is answered 'no answer'.
+
+    Without a na-prob file the official script takes 0.0 for every prediction, so a
+    negative threshold still flips every answered question.
+    """
+    na_prob = 0.0 if q.na_prob is None else q.na_prob
+    if q.prediction is not None and na_prob > thresh:
         return float(not q.has_answer)
     return value
 
@@ -263,7 +269,8 @@ def best_threshold(questions: Sequence[QuestionScore], metric: str = "f1", na_pr
     """
     by_id = {q.id: q for q in questions}
     ids = [i for i in (na_probs_order or by_id) if i in by_id] or list(by_id)
-    ids += [i for i in by_id if i not in set(ids)]
+    listed = set(ids)
+    ids += [i for i in by_id if i not in listed]
     qs = [by_id[i] for i in ids]
     na = np.array([q.na_prob if q.na_prob is not None else 0.0 for q in qs], dtype=np.float64)
     raw = np.array([getattr(q, metric) for q in qs], dtype=np.float64)

@@ -31,7 +31,7 @@ def _minilm_path() -> str:
 MODEL_ALIASES: dict[str, Any] = {"minilm": _minilm_path, "all-minilm-l6-v2": _minilm_path}
 
 
-def resolve_model(name: str | os.PathLike[str]) -> str:
+def resolve_model(name: str | os.PathLike[str], require_config: bool = True) -> str:
     """An alias, a local folder, or a hub id, as a string ``from_pretrained`` takes."""
     text = str(name)
     if text in MODEL_ALIASES:
@@ -40,7 +40,7 @@ def resolve_model(name: str | os.PathLike[str]) -> str:
     if path.exists():
         if not path.is_dir():
             raise ModelError(f"{text}: expected a model folder (with config.json), got a file")
-        if not (path / "config.json").exists():
+        if require_config and not (path / "config.json").exists():
             raise ModelError(f"{text}: no config.json in this folder; is it a Hugging Face model folder?")
         return str(path)
     if text.startswith((".", "/", "~")) or os.sep in text.strip("/") and text.count("/") > 1:
@@ -59,7 +59,7 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
 
     from .features import check_tokenizer
 
-    path = resolve_model(name)
+    path = resolve_model(name, require_config=False)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -68,8 +68,15 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_qa_model(name: str, **kwargs: Any) -> PreTrainedModel:
-    """``AutoModelForQuestionAnswering`` with safetensors only and no remote code."""
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def load_qa_model(name: str, *, attention_dropout: float | None = None, **kwargs: Any) -> PreTrainedModel:
+    """``AutoModelForQuestionAnswering`` with safetensors only and no remote code.
+
+    ``attention_dropout`` overrides the model's attention-probability dropout
+    under whatever name its config uses.
+    """
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
     path = resolve_model(name)
@@ -77,6 +84,10 @@ def load_qa_model(name: str, **kwargs: Any) -> PreTrainedModel:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise _offline_hint(str(name), err) from None
+    if attention_dropout is not None:
+        for key in ATTENTION_DROPOUT_KEYS:
+            if hasattr(config, key):
+                setattr(config, key, attention_dropout)
     try:
         model = AutoModelForQuestionAnswering.from_pretrained(path, config=config, use_safetensors=True, **kwargs)
     except ValueError as err:

@@ -1,0 +1,166 @@
+"""Shared fixtures: tiny tokenizers of each family and tiny random QA models, built locally."""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+XQUAD = SHARED / "xquad"
+SUBJQA = SHARED / "subjqa"
+SPECIALS_BERT = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SPECIALS_ROBERTA = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+
+
+def needs_shared(path: Path) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not path.exists(), reason=f"shared data not found at {path} (it sits beside the repository in CI)")
+
+
+def sample_path(split: str) -> Path:
+    return Path(str(resources.files("spanqa") / "sample_data" / f"{split}.json"))
+
+
+def _corpus() -> list[str]:
+    texts: list[str] = []
+    for split in ("train", "dev"):
+        data = json.loads(sample_path(split).read_text(encoding="utf-8"))
+        for article in data["data"]:
+            for paragraph in article["paragraphs"]:
+                texts.append(paragraph["context"])
+                texts.extend(q["question"] for q in paragraph["qas"])
+    texts.append("0123456789 .,;:!?'\"()[]{}-_/\\ @#$%^&*+=<>|~` ÄÖÜäöüß éèêàçñ")
+    return texts
+
+
+def build_wordpiece(vocab_size: int = 1000):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(_corpus(), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS_BERT))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return BertTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+        model_max_length=512,
+    )
+
+
+def build_byte_bpe(vocab_size: int = 1000):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import RobertaTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(
+        _corpus(),
+        trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS_ROBERTA, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")), trim_offsets=True, add_prefix_space=False
+    )
+    return RobertaTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>",
+        pad_token="<pad>", mask_token="<mask>", model_max_length=512,
+    )
+
+
+def build_sentencepiece(vocab_size: int = 1000):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import XLMRobertaTokenizerFast
+
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(_corpus(), trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIALS_ROBERTA, unk_token="<unk>"))
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+    )
+    return XLMRobertaTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>",
+        pad_token="<pad>", mask_token="<mask>", model_max_length=512,
+    )
+
+
+TOKENIZER_BUILDERS = {"wordpiece": build_wordpiece, "byte_bpe": build_byte_bpe, "sentencepiece": build_sentencepiece}
+
+
+@pytest.fixture(scope="session", params=sorted(TOKENIZER_BUILDERS))
+def any_tokenizer(request):
+    """Each tokenizer family in turn (WordPiece, byte-level BPE, SentencePiece)."""
+    return TOKENIZER_BUILDERS[request.param]()
+
+
+@pytest.fixture(scope="session")
+def wordpiece_tokenizer():
+    return build_wordpiece()
+
+
+@pytest.fixture(scope="session")
+def left_padding_tokenizer():
+    """A context-first tokenizer (XLNet-style left padding)."""
+    tok = build_wordpiece()
+    tok.padding_side = "left"
+    return tok
+
+
+def _tiny_model_dir(root: Path, family: str, tokenizer) -> Path:
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering, RobertaConfig, RobertaForQuestionAnswering, XLMRobertaConfig, XLMRobertaForQuestionAnswering
+
+    torch.manual_seed(0)
+    common = dict(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=514, pad_token_id=tokenizer.pad_token_id,
+    )
+    if family == "bert":
+        model = BertForQuestionAnswering(BertConfig(**common))
+    elif family == "roberta":
+        model = RobertaForQuestionAnswering(RobertaConfig(**common, type_vocab_size=1, bos_token_id=0, eos_token_id=2))
+    else:
+        model = XLMRobertaForQuestionAnswering(XLMRobertaConfig(**common, type_vocab_size=1, bos_token_id=0, eos_token_id=2))
+    folder = root / f"tiny-{family}"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    return _tiny_model_dir(tmp_path_factory.mktemp("models"), "bert", build_wordpiece())
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta_dir(tmp_path_factory) -> Path:
+    return _tiny_model_dir(tmp_path_factory.mktemp("models"), "roberta", build_byte_bpe())
+
+
+@pytest.fixture(scope="session")
+def tiny_xlmr_dir(tmp_path_factory) -> Path:
+    return _tiny_model_dir(tmp_path_factory.mktemp("models"), "xlmr", build_sentencepiece())
+
+
+@pytest.fixture(scope="session")
+def sample_train() -> Path:
+    return sample_path("train")
+
+
+@pytest.fixture(scope="session")
+def sample_dev() -> Path:
+    return sample_path("dev")

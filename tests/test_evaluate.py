@@ -1,0 +1,290 @@
+"""Evaluation end to end: prediction files, metrics, and agreement with the Hugging Face reference recipe."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import shutil
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_decode import reference_postprocess
+
+from spanqa.data import load_examples
+from spanqa.evaluate import evaluate
+from spanqa.metrics import score_predictions
+
+MAX_LENGTH, STRIDE = 128, 32
+
+# --------------------------------------------------------------------------- the reference recipe (HF notebook)
+
+
+def prepare_train_features(tokenizer, questions, contexts, answers, max_length=MAX_LENGTH, stride=STRIDE):
+    """The notebook's ``prepare_train_features``, on plain lists."""
+    questions = [q.lstrip() for q in questions]
+    tokenized = tokenizer(
+        questions,
+        contexts,
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
+    sample_mapping = tokenized.pop("overflow_to_sample_mapping")
+    offset_mapping = tokenized.pop("offset_mapping")
+    starts, ends = [], []
+    for i, offsets in enumerate(offset_mapping):
+        input_ids = tokenized["input_ids"][i]
+        cls_index = input_ids.index(tokenizer.cls_token_id)
+        sequence_ids = tokenized.sequence_ids(i)
+        answer = answers[sample_mapping[i]]
+        if answer is None:
+            starts.append(cls_index)
+            ends.append(cls_index)
+            continue
+        start_char = answer["answer_start"]
+        end_char = start_char + len(answer["text"])
+        token_start_index = 0
+        while sequence_ids[token_start_index] != 1:
+            token_start_index += 1
+        token_end_index = len(input_ids) - 1
+        while sequence_ids[token_end_index] != 1:
+            token_end_index -= 1
+        if not (offsets[token_start_index][0] <= start_char and offsets[token_end_index][1] >= end_char):
+            starts.append(cls_index)
+            ends.append(cls_index)
+        else:
+            while token_start_index < len(offsets) and offsets[token_start_index][0] <= start_char:
+                token_start_index += 1
+            starts.append(token_start_index - 1)
+            while offsets[token_end_index][1] >= end_char:
+                token_end_index -= 1
+            ends.append(token_end_index + 1)
+    tokenized["start_positions"] = starts
+    tokenized["end_positions"] = ends
+    return tokenized
+
+
+def prepare_validation_features(tokenizer, ids, questions, contexts, max_length=MAX_LENGTH, stride=STRIDE):
+    """The notebook's ``prepare_validation_features``: offsets None outside the context."""
+    questions = [q.lstrip() for q in questions]
+    tokenized = tokenizer(
+        questions,
+        contexts,
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
+    sample_mapping = tokenized.pop("overflow_to_sample_mapping")
+    features = []
+    for i in range(len(tokenized["input_ids"])):
+        sequence_ids = tokenized.sequence_ids(i)
+        features.append(
+            {
+                "example_id": ids[sample_mapping[i]],
+                "input_ids": tokenized["input_ids"][i],
+                "cls_index": tokenized["input_ids"][i].index(tokenizer.cls_token_id),
+                "offset_mapping": [o if sequence_ids[k] == 1 else None for k, o in enumerate(tokenized["offset_mapping"][i])],
+            }
+        )
+    return tokenized, features
+
+
+def squad_records(path: Path, answerable_only: bool = False) -> list[dict]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    records = []
+    for article in data["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                if answerable_only and (qa.get("is_impossible") or not qa["answers"]):
+                    continue
+                records.append({"id": qa["id"], "question": qa["question"], "context": paragraph["context"], "answers": qa["answers"]})
+    return records
+
+
+# Official SQuAD v1.1 evaluation script definitions.
+def _normalize_answer(s: str) -> str:
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def _f1(prediction: str, ground_truth: str) -> float:
+    p, g = _normalize_answer(prediction).split(), _normalize_answer(ground_truth).split()
+    same = sum((collections.Counter(p) & collections.Counter(g)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def official_v1(records: list[dict], predictions: dict[str, str]) -> dict[str, float]:
+    em = f1 = 0.0
+    for r in records:
+        golds = [a["text"] for a in r["answers"]]
+        pred = predictions[r["id"]]
+        em += max(float(_normalize_answer(pred) == _normalize_answer(g)) for g in golds)
+        f1 += max(_f1(pred, g) for g in golds)
+    return {"exact_match": 100.0 * em / len(records), "f1": 100.0 * f1 / len(records)}
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def dev_v1(tmp_path_factory, sample_dev) -> Path:
+    """The sample dev set's answerable questions as a SQuAD v1.1 file."""
+    data = json.loads(Path(sample_dev).read_text(encoding="utf-8"))
+    for article in data["data"]:
+        for paragraph in article["paragraphs"]:
+            paragraph["qas"] = [
+                {k: v for k, v in qa.items() if k != "is_impossible"} for qa in paragraph["qas"] if not qa.get("is_impossible") and qa["answers"]
+            ]
+    data["version"] = "1.1"
+    path = tmp_path_factory.mktemp("data") / "dev-v1.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_elsewhere(tmp_path_factory, tiny_bert_dir, sample_train) -> Path:
+    """The tiny BERT fine-tuned by a plain torch loop on notebook-style features (no spanqa code)."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("elsewhere") / "tiny-bert-qa"
+    shutil.copytree(tiny_bert_dir, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForQuestionAnswering.from_pretrained(folder)
+    records = squad_records(sample_train, answerable_only=True)
+    answers = [{"text": r["answers"][0]["text"], "answer_start": r["answers"][0]["answer_start"]} for r in records]
+    features = prepare_train_features(tokenizer, [r["question"] for r in records], [r["context"] for r in records], answers)
+    columns = ["input_ids", "token_type_ids", "attention_mask", "start_positions", "end_positions"]
+    tensors = {c: torch.tensor(features[c]) for c in columns}
+    n = len(tensors["input_ids"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model: more threads only fight over a small, busy CPU
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    generator = torch.Generator().manual_seed(0)
+    order = torch.randperm(n, generator=generator)
+    cursor = 0
+    for _ in range(150):
+        if cursor + 16 > n:
+            order, cursor = torch.randperm(n, generator=generator), 0
+        rows = order[cursor : cursor + 16]
+        cursor += 16
+        loss = model(**{c: t[rows] for c, t in tensors.items()}).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    torch.set_num_threads(threads)
+    model.eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_evaluate_writes_files_and_consistent_metrics(tiny_bert_dir, sample_dev, tmp_path):
+    out = tmp_path / "eval"
+    result = evaluate(tiny_bert_dir, sample_dev, output_dir=out, max_length=MAX_LENGTH, stride=STRIDE)
+    files = {name: json.loads((out / name).read_text(encoding="utf-8")) for name in ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json")}
+    examples = load_examples(sample_dev).examples
+    ids = {ex.id for ex in examples}
+    predictions, nbest, null_odds, metrics = (files[k] for k in ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json"))
+    assert set(predictions) == ids and set(nbest) == ids and set(null_odds) == ids
+    assert all(isinstance(v, str) for v in predictions.values())
+    assert all(isinstance(v, float) for v in null_odds.values())
+    by_id = {ex.id: ex for ex in examples}
+    for qid, candidates in nbest.items():
+        assert candidates, qid
+        probs = [c["probability"] for c in candidates]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-6
+        for c in candidates:
+            assert by_id[qid].context[c["start"] : c["end"]] == c["text"]
+        if predictions[qid]:
+            assert predictions[qid] == candidates[0]["text"]
+    assert metrics == pytest.approx(result.metrics)
+    # The metrics are those of the written files, scored with the official definitions.
+    rescored = score_predictions(examples, predictions, null_odds, version_2=True, na_prob_thresh=float("inf"))
+    assert rescored.metrics == pytest.approx(metrics)
+    plain = score_predictions(examples, predictions, version_2=True)
+    for key in ("exact", "f1", "total", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1"):
+        assert plain.metrics[key] == pytest.approx(metrics[key]), key
+    assert {"best_exact", "best_f1", "best_exact_thresh", "best_f1_thresh"} <= set(metrics)
+
+
+def test_same_scores_as_reference_recipe(trained_elsewhere, dev_v1, tmp_path):
+    """A checkpoint trained elsewhere: spanqa evaluate == notebook features + n-best post-processing + official v1.1 score."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    ours = evaluate(trained_elsewhere, dev_v1, output_dir=tmp_path / "eval", max_length=MAX_LENGTH, stride=STRIDE, version_2=False)
+
+    tokenizer = AutoTokenizer.from_pretrained(trained_elsewhere)
+    model = AutoModelForQuestionAnswering.from_pretrained(trained_elsewhere).eval()
+    records = squad_records(dev_v1)
+    tokenized, features = prepare_validation_features(tokenizer, [r["id"] for r in records], [r["question"] for r in records], [r["context"] for r in records])
+    starts, ends = [], []
+    with torch.no_grad():
+        for lo in range(0, len(features), 32):
+            batch = {k: torch.tensor(tokenized[k][lo : lo + 32]) for k in ("input_ids", "token_type_ids", "attention_mask")}
+            out = model(**batch)
+            starts.append(out.start_logits.numpy())
+            ends.append(out.end_logits.numpy())
+    reference = reference_postprocess(records, features, np.concatenate(starts), np.concatenate(ends), n_best_size=20, max_answer_length=30)
+    ref_predictions = {qid: r["text"] for qid, r in reference.items()}
+    theirs = official_v1(records, ref_predictions)
+
+    print(f"\nspanqa EM {ours.metrics['exact_match']:.2f} F1 {ours.metrics['f1']:.2f}; reference EM {theirs['exact_match']:.2f} F1 {theirs['f1']:.2f}")
+    assert ours.metrics["exact_match"] == pytest.approx(theirs["exact_match"], abs=0.1)
+    assert ours.metrics["f1"] == pytest.approx(theirs["f1"], abs=0.1)
+    assert theirs["f1"] > 0.0, "the checkpoint learnt something, so the comparison means something"
+    written = json.loads((tmp_path / "eval" / "predictions.json").read_text(encoding="utf-8"))
+    same = sum(written[qid] == text.strip() for qid, text in ref_predictions.items())
+    assert same >= len(records) - 1
+
+
+def test_cli_evaluate_writes_files(tiny_bert_dir, sample_dev, tmp_path):
+    from typer.testing import CliRunner
+
+    from spanqa.cli import app
+
+    out = tmp_path / "cli-eval"
+    result = CliRunner().invoke(
+        app, ["evaluate", "--model", str(tiny_bert_dir), "--data", str(sample_dev), "--output-dir", str(out), "--max-length", "128", "--stride", "32"]
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json"):
+        json.loads((out / name).read_text(encoding="utf-8"))
+    assert json.loads(result.stdout[result.stdout.index("{") :])["total"] == 41
+
+
+def test_cli_missing_model_folder_is_one_error_line(sample_dev, tmp_path):
+    missing = tmp_path / "no-such-model"
+    proc = subprocess.run(
+        [sys.executable, "-c", "from spanqa.cli import main; main()", "evaluate", "--model", str(missing), "--data", str(sample_dev), "--output-dir", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert str(missing) in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
