@@ -335,6 +335,84 @@ def train_cmd(
 
 
 @app.command()
+@user_errors
+def ask(
+    model: str = typer.Argument(..., help="Model folder, alias or hub id."),
+    question: str = typer.Argument(..., help="The question."),
+    context: Optional[str] = typer.Option(None, "--context", help="The text to answer from."),
+    context_file: Optional[Path] = typer.Option(None, "--context-file", help="Read the text from this file (any length)."),
+    top_k: int = typer.Option(1, "--top-k", help="How many answers to show."),
+    max_answer_length: Optional[int] = typer.Option(None, help="Longest answer in tokens."),
+    handle_impossible: Optional[bool] = typer.Option(None, "--handle-impossible/--always-answer", help="Allow 'no answer' (default: as the model was trained)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Answer one question from a text given inline or in a file."""
+    from .errors import ConfigError
+    from .reader import Reader
+
+    if (context is None) == (context_file is None):
+        raise ConfigError("give the text with exactly one of --context TEXT or --context-file FILE")
+    if context_file is not None:
+        try:
+            context = context_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{context_file}: not UTF-8 text") from None
+    reader = Reader.from_pretrained(model, device=device)
+    result = reader(question, context, top_k=top_k, max_answer_length=max_answer_length, handle_impossible=handle_impossible)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return
+    if result.answer is None:
+        typer.echo(f"(no answer)  p={result.no_answer_score:.3f}")
+    for rank, answer in enumerate(result.answers, 1):
+        assert context is not None
+        left = context[max(0, answer.start - 60) : answer.start].replace("\n", " ")
+        right = context[answer.end : answer.end + 60].replace("\n", " ")
+        typer.echo(f"{rank}. {answer.text}  (score {answer.score:.3f}, characters {answer.start}-{answer.end})")
+        typer.echo(f"   ...{left}[{answer.text}]{right}...")
+
+
+@app.command()
+@user_errors
+def predict(
+    model: str = typer.Argument(..., help="Model folder, alias or hub id."),
+    data: str = typer.Argument(..., help="Questions with contexts: any layout the data stage reads (answers not needed)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output JSONL file, one line per question."),
+    columns: Optional[str] = ColumnsOpt,
+    top_k: int = typer.Option(1, "--top-k", help="Answers kept per question."),
+    max_answer_length: Optional[int] = typer.Option(None, help="Longest answer in tokens."),
+    handle_impossible: Optional[bool] = typer.Option(None, "--handle-impossible/--always-answer", help="Allow 'no answer' (default: as the model was trained)."),
+    batch_size: int = typer.Option(32, help="Windows per forward pass."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
+) -> None:
+    """Answer every question of a data file; JSONL out, streamed, with a progress bar."""
+    from .predict import predict_file
+    from .reader import Reader
+
+    reader = Reader.from_pretrained(model, device=device, batch_size=batch_size)
+    count = predict_file(
+        reader, data, out, columns=_columns(columns, None), top_k=top_k, max_answer_length=max_answer_length,
+        handle_impossible=handle_impossible, progress=True,
+    )
+    typer.echo(f"wrote {count} predictions to {out}")
+
+
+@app.command()
+@user_errors
+def serve(
+    model: str = typer.Argument(..., help="Model folder, alias or hub id (safetensors weights only)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
+) -> None:
+    """Serve the model over HTTP: POST /answer, GET /health, /docs, and a web page at /."""
+    from .serve import ServeSettings, run_server
+
+    run_server(model, host=host, port=port, settings=ServeSettings(), device=device)
+
+
+@app.command()
 def version() -> None:
     """Print the spanqa version."""
     from . import __version__

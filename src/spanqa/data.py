@@ -196,8 +196,12 @@ def load_examples(
     columns: ColumnMapping | Mapping[str, str] | None = None,
     on_mismatch: MismatchPolicy = "repair",
     split: str | None = None,
+    require_answers: bool = True,
 ) -> QADataset:
     """Load and validate a dataset from a file or a hub name.
+
+    With ``require_answers=False`` (prediction input) files without any answer
+    column are accepted; their questions simply carry no gold answers.
 
     ``on_mismatch`` decides what happens to answers whose text is not found at
     their offset: ``repair`` looks for the text near the offset (then skips what
@@ -215,12 +219,12 @@ def load_examples(
     if path.exists():
         if path.is_dir():
             raise DataError(f"{path}: is a folder; give a data file (SQuAD JSON, JSONL, CSV or Parquet)")
-        rows, version_hint = _read_file(path, mapping)
+        rows, version_hint = _read_file(path, mapping, require_answers)
         name = str(path)
     elif path.suffix[1:].isalpha() or not _looks_like_hub_id(str(source)):
         raise DataError(f"{source}: file not found")
     else:
-        rows = _read_hub(str(source), split, mapping)
+        rows = _read_hub(str(source), split, mapping, require_answers)
         name = str(source)
     dataset = _validate(rows, name, on_mismatch, mapping.no_answer_marker)
     if version_hint is not None and version_hint.startswith("v2"):
@@ -244,7 +248,7 @@ def _looks_like_hub_id(text: str) -> bool:
     return bool(re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?(@[\w.\-]+)?(:[\w.\-\[\]%:+]+)?", text))
 
 
-def _read_file(path: Path, mapping: ColumnMapping) -> tuple[list[_RawRow], str | None]:
+def _read_file(path: Path, mapping: ColumnMapping, require_answers: bool = True) -> tuple[list[_RawRow], str | None]:
     suffix = path.suffix.lower()
     if suffix in (".json",):
         try:
@@ -258,9 +262,9 @@ def _read_file(path: Path, mapping: ColumnMapping) -> tuple[list[_RawRow], str |
             records = obj["data"]
             if records and isinstance(records[0], dict) and "paragraphs" in records[0]:
                 return list(_squad_rows(records, path)), str(obj.get("version", ""))
-            return _flat_rows(records, path, mapping), None
+            return _flat_rows(records, path, mapping, require_answers), None
         if isinstance(obj, list):
-            return _flat_rows(obj, path, mapping), None
+            return _flat_rows(obj, path, mapping, require_answers), None
         raise DataError(
             f"{path}: expected SQuAD JSON ({{'data': [{{'paragraphs': ...}}]}}) or a list of records, "
             f"got a JSON {type(obj).__name__}"
@@ -278,7 +282,7 @@ def _read_file(path: Path, mapping: ColumnMapping) -> tuple[list[_RawRow], str |
                         raise DataError(f"{path} line {lineno}: not valid JSON ({err.msg})") from None
             except UnicodeDecodeError as err:
                 raise DataError(f"{path}: not UTF-8 text ({err.reason})") from None
-        return _flat_rows(records, path, mapping), None
+        return _flat_rows(records, path, mapping, require_answers), None
     if suffix in (".csv", ".tsv"):
         import pandas as pd
 
@@ -286,7 +290,7 @@ def _read_file(path: Path, mapping: ColumnMapping) -> tuple[list[_RawRow], str |
             frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
             raise DataError(f"{path}: cannot parse as {suffix[1:].upper()} ({str(err).splitlines()[0]})") from None
-        return _flat_rows(frame.to_dict("records"), path, mapping), None
+        return _flat_rows(frame.to_dict("records"), path, mapping, require_answers), None
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
@@ -294,11 +298,11 @@ def _read_file(path: Path, mapping: ColumnMapping) -> tuple[list[_RawRow], str |
             table = pq.read_table(path)
         except Exception as err:  # pyarrow raises several unrelated types for bad files
             raise DataError(f"{path}: cannot read as Parquet ({err})") from None
-        return _flat_rows(table.to_pylist(), path, mapping), None
+        return _flat_rows(table.to_pylist(), path, mapping, require_answers), None
     raise DataError(f"{path}: unsupported file type {suffix!r}; use .json (SQuAD or records), .jsonl, .csv, .tsv or .parquet")
 
 
-def _read_hub(spec: str, split: str | None, mapping: ColumnMapping) -> list[_RawRow]:
+def _read_hub(spec: str, split: str | None, mapping: ColumnMapping, require_answers: bool = True) -> list[_RawRow]:
     """``NAME[@CONFIG][:SPLIT]`` through :func:`datasets.load_dataset`."""
     name, _, spec_split = spec.partition(":")
     name, _, config = name.partition("@")
@@ -312,7 +316,7 @@ def _read_hub(spec: str, split: str | None, mapping: ColumnMapping) -> list[_Raw
             f"{spec}: not a local file, and loading it from the Hugging Face hub failed "
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
         ) from None
-    return _flat_rows(hub, Path(f"{name}[{split}]"), mapping)
+    return _flat_rows(hub, Path(f"{name}[{split}]"), mapping, require_answers)
 
 
 def _squad_rows(articles: list[Any], path: Path) -> Iterator[_RawRow]:
@@ -363,7 +367,7 @@ _AUTO_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _resolve_columns(available: Sequence[str], mapping: ColumnMapping, path: Path) -> dict[str, str | None]:
+def _resolve_columns(available: Sequence[str], mapping: ColumnMapping, path: Path, require_answers: bool = True) -> dict[str, str | None]:
     """Map each role to a real column, raising a helpful error for wrong names."""
     resolved: dict[str, str | None] = {}
     for role, candidates in _AUTO_NAMES.items():
@@ -393,7 +397,7 @@ def _resolve_columns(available: Sequence[str], mapping: ColumnMapping, path: Pat
             raise DataError(
                 f"{path}: no {role} column found; columns are: {', '.join(available)}{hint}"
             )
-    if resolved["answers"] is None and resolved["answer_text"] is None and resolved["is_impossible"] is None:
+    if require_answers and resolved["answers"] is None and resolved["answer_text"] is None and resolved["is_impossible"] is None:
         raise DataError(
             f"{path}: no answer column found; expected 'answers' ({{text, answer_start}}), or "
             f"'answer' + 'answer_start', or map yours with answer_text=... answer_start=...; "
@@ -402,7 +406,7 @@ def _resolve_columns(available: Sequence[str], mapping: ColumnMapping, path: Pat
     return resolved
 
 
-def _flat_rows(records: Iterable[Mapping[str, Any]], path: Path, mapping: ColumnMapping) -> list[_RawRow]:
+def _flat_rows(records: Iterable[Mapping[str, Any]], path: Path, mapping: ColumnMapping, require_answers: bool = True) -> list[_RawRow]:
     rows: list[_RawRow] = []
     cols: dict[str, str | None] | None = None
     marker = mapping.no_answer_marker
@@ -411,7 +415,7 @@ def _flat_rows(records: Iterable[Mapping[str, Any]], path: Path, mapping: Column
         if not isinstance(record, Mapping):
             raise DataError(f"{loc}: expected a record (object), got {type(record).__name__}")
         if cols is None:
-            cols = _resolve_columns(list(record.keys()), mapping, path)
+            cols = _resolve_columns(list(record.keys()), mapping, path, require_answers)
         missing = [c for c in cols.values() if c is not None and c not in record]
         if missing:
             raise DataError(f"{loc}: missing field {missing[0]!r}")

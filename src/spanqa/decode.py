@@ -103,11 +103,22 @@ class SpanDecoder:
     >>> predictions = decoder.finalize()
     """
 
-    def __init__(self, examples: Sequence[QAExample], features: Features, config: DecodeConfig = DecodeConfig()) -> None:
+    def __init__(
+        self,
+        examples: Sequence[QAExample],
+        features: Features,
+        config: DecodeConfig = DecodeConfig(),
+        max_answer_lengths: Sequence[int] | np.ndarray | None = None,
+    ) -> None:
+        """``max_answer_lengths`` (one per example, each <= config.max_answer_length) narrows the span limit per request."""
         self.examples = examples
         self.features = features
         self.config = config
+        self._limits = None if max_answer_lengths is None else np.asarray(max_answer_lengths, dtype=np.int64)
+        if self._limits is not None and (self._limits > config.max_answer_length).any():
+            raise ConfigError("a per-example max_answer_length exceeds the decoder's max_answer_length")
         self._pending = [_Pending() for _ in examples]
+        self._char_maps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def add(self, indices: Sequence[int] | np.ndarray, start_logits: np.ndarray, end_logits: np.ndarray) -> None:
         """Decode one batch of windows: ``start_logits[b]`` belongs to window ``indices[b]``."""
@@ -124,8 +135,7 @@ class SpanDecoder:
 
         valid = offsets[..., 0] >= 0
         owners = self.features.example_index[idx]
-        # Each token's span once tidied (_tidy: whitespace trimmed, trailing marks kept), so empty and
-        # same-text (start, end) pairs are dropped before the top-k, not after it.
+        # Each token's tidied span (see _tidy), so the top-k below counts text spans, not token pairs.
         tidy_start, text_end, tidy_end = self._tidy_tokens(owners, offsets, valid)
         s = np.where(valid, start, -np.inf)
         e = np.where(valid, end, -np.inf)
@@ -133,27 +143,23 @@ class SpanDecoder:
         e_padded = np.concatenate([e, np.full((len(idx), span - 1), -np.inf)], axis=1)
         ends_of = np.arange(width)[:, None] + np.arange(span)[None, :]  # (start, length) -> end token
         scores = s[:, :, None] + e_padded[:, ends_of]
-        text_end_padded = np.concatenate([text_end, np.zeros((len(idx), span - 1), dtype=np.int64)], axis=1)
-        scores = np.where(tidy_start[:, :, None] < text_end_padded[:, ends_of], scores, -np.inf)  # whitespace-only spans
+        if self._limits is not None:
+            limit = self._limits[self.features.example_index[idx]]
+            scores = np.where(np.arange(span)[None, None, :] < limit[:, None, None], scores, -np.inf)
         scores = scores.reshape(len(idx), -1)
-        tidy_end_padded = np.concatenate([tidy_end, np.zeros((len(idx), span - 1), dtype=np.int64)], axis=1)
         k = min(self.config.n_best, scores.shape[1])
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        for b in _rows_with_twins(tidy_start, tidy_end, valid):
-            # Two pairs may tidy to one text span (a lone '▁' or empty 'Ġ' token at an edge): keep its best pair only.
-            keys = (tidy_start[b][:, None] * (int(tidy_end[b].max()) + 1) + tidy_end_padded[b][ends_of]).reshape(-1)
-            chosen = top[b][np.isfinite(scores[b, top[b]])]
-            if len(np.unique(keys[chosen])) == len(chosen):
-                continue
-            order = np.lexsort((-scores[b], keys))
-            twin = np.zeros(len(order), dtype=bool)
-            twin[1:] = keys[order][1:] == keys[order][:-1]
-            scores[b, order[twin]] = -np.inf
-            top[b] = np.argpartition(-scores[b], k - 1)[:k]
+        dropped = np.zeros(top.shape, dtype=bool)
+        for b in _rows_with_collisions(tidy_start, text_end, tidy_end, valid):
+            # A lone '▁' / empty 'Ġ' token or tokens sharing characters: some pairs are whitespace only or
+            # tidy to the same text; walk the pairs by score instead.
+            chosen = _distinct_top(scores[b], k, span, tidy_start[b], text_end[b], tidy_end[b])
+            top[b, : len(chosen)] = chosen
+            dropped[b, len(chosen) :] = True
         top_scores = np.take_along_axis(scores, top, axis=1)
         start_tok = top // span
         end_tok = start_tok + top % span
-        found = np.isfinite(top_scores)
+        found = np.isfinite(top_scores) & ~dropped
         safe_end = np.minimum(end_tok, width - 1)
         char_start = np.take_along_axis(tidy_start, start_tok, axis=1)
         char_end = np.take_along_axis(tidy_end, safe_end, axis=1)
@@ -178,23 +184,28 @@ class SpanDecoder:
     def _tidy_tokens(self, owners: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per token: tidied start, end of its last non-space character, and tidied end (marks kept).
 
-        A span of tokens ``s..e`` tidies to ``(tidy_start[s], tidy_end[e])`` and is
-        empty (whitespace only) unless ``tidy_start[s] < text_end[e]``.
+        Tokens ``s..e`` tidy to ``(tidy_start[s], tidy_end[e])``; the span is
+        whitespace only unless ``tidy_start[s] < text_end[e]``.
         """
-        tidy_start = np.zeros(valid.shape, dtype=np.int64)
-        text_end = np.zeros(valid.shape, dtype=np.int64)
-        tidy_end = np.zeros(valid.shape, dtype=np.int64)
-        maps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        for b, owner in enumerate(owners.tolist()):
-            if owner not in maps:
-                maps[owner] = _char_maps(self.examples[owner].context)
-            next_text, last_text_end, with_marks = maps[owner]
-            limit = len(next_text) - 1
-            first = np.clip(np.where(valid[b], offsets[b, :, 0], 0), 0, limit)
-            last = np.clip(np.where(valid[b], offsets[b, :, 1], 0), 0, limit)
-            tidy_start[b] = next_text[first]
-            text_end[b] = last_text_end[last]
-            tidy_end[b] = with_marks[text_end[b]]
+        distinct, row_owner = np.unique(owners, return_inverse=True)
+        maps = []
+        for owner in distinct.tolist():
+            found = self._char_maps.get(owner)
+            if found is None:
+                if len(self._char_maps) >= 1024:
+                    self._char_maps.clear()
+                found = self._char_maps[owner] = _char_maps(self.examples[owner].context)
+            maps.append(found)
+        # All owners' maps end to end: row b reads from base[b] .. base[b] + len(context).
+        sizes = np.array([len(m[0]) for m in maps], dtype=np.int64)
+        base = (np.cumsum(sizes) - sizes)[row_owner][:, None]
+        limit = (sizes - 1)[row_owner][:, None]
+        next_text, last_text_end, past_marks = (np.concatenate([m[j] for m in maps]) for j in range(3))
+        first = base + np.clip(np.where(valid, offsets[..., 0], 0), 0, limit)
+        last = base + np.clip(np.where(valid, offsets[..., 1], 0), 0, limit)
+        tidy_start = next_text[first].astype(np.int64)
+        text_end = last_text_end[last].astype(np.int64)
+        tidy_end = past_marks[base + text_end].astype(np.int64)
         return tidy_start, text_end, tidy_end
 
     def finalize(self) -> list[ExamplePrediction]:
@@ -254,45 +265,80 @@ class SpanDecoder:
 
 
 def _char_maps(context: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each character position c (0..len): the first non-space position >= c, the end of the
-    last non-space character before c, and c moved past any combining marks that start there."""
+    """For each position c in 0..len(context): the first non-space position >= c, the end of the last
+    non-space character before c, and c moved past the combining marks that start there."""
     n = len(context)
-    text = np.fromiter((not ch.isspace() for ch in context), dtype=bool, count=n)
-    mark = np.fromiter((unicodedata.category(ch).startswith("M") for ch in context), dtype=bool, count=n)
-    positions = np.arange(n + 1)
-    next_text = np.where(np.append(text, True), positions, n + 1)
-    next_text = np.minimum.accumulate(next_text[::-1])[::-1]
-    next_text = np.minimum(next_text, n)
-    last_text_end = np.maximum.accumulate(np.concatenate([[0], np.where(text, positions[1:], 0)]))
-    not_mark = np.where(np.append(~mark, True), positions, n)
-    with_marks = np.minimum.accumulate(not_mark[::-1])[::-1]
-    return next_text, last_text_end, with_marks
+    kinds = {ord(ch): "s" if ch.isspace() else "m" if unicodedata.category(ch).startswith("M") else "t" for ch in set(context)}
+    flags = np.frombuffer(context.translate(kinds).encode("ascii"), dtype=np.uint8)
+    text = flags != ord("s")
+    not_mark = np.append(flags != ord("m"), True)
+    positions = np.arange(n + 1, dtype=np.int32)
+    next_text = np.minimum.accumulate(np.where(np.append(text, True), positions, n)[::-1])[::-1]
+    last_text_end = np.maximum.accumulate(np.concatenate([[0], np.where(text, positions[1:], 0)])).astype(np.int32)
+    past_marks = np.minimum.accumulate(np.where(not_mark, positions, n)[::-1])[::-1]
+    return next_text, last_text_end, past_marks
 
 
-def _rows_with_twins(tidy_start: np.ndarray, tidy_end: np.ndarray, valid: np.ndarray) -> list[int]:
-    """Windows where two token pairs can tidy to the same text span (whitespace-only or empty tokens)."""
-    rows = []
-    for b in range(len(valid)):
-        v = valid[b]
-        if v.sum() > 1 and ((np.diff(tidy_start[b, v]) <= 0).any() or (np.diff(tidy_end[b, v]) <= 0).any()):
-            rows.append(b)
-    return rows
+def _rows_with_collisions(tidy_start: np.ndarray, text_end: np.ndarray, tidy_end: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Windows where a token is whitespace only or two tokens' tidied edges coincide.
+
+    Elsewhere every token pair is a distinct, non-empty text span (always so for WordPiece).
+    """
+    blank = (valid & (tidy_start >= text_end)).any(axis=1)
+    positions = np.where(valid, np.arange(valid.shape[1]), -1)
+    before = np.maximum.accumulate(positions, axis=1)  # last context token at or before each position
+    previous = np.concatenate([np.full((len(valid), 1), -1), before[:, :-1]], axis=1)
+    at = np.maximum(previous, 0)
+    clash = (
+        valid
+        & (previous >= 0)
+        & ((tidy_start <= np.take_along_axis(tidy_start, at, axis=1)) | (tidy_end <= np.take_along_axis(tidy_end, at, axis=1)))
+    )
+    return np.flatnonzero(blank | clash.any(axis=1))
+
+
+def _distinct_top(scores: np.ndarray, k: int, span: int, tidy_start: np.ndarray, text_end: np.ndarray, tidy_end: np.ndarray) -> list[int]:
+    """Indices of the ``k`` best (start, length) pairs of one window that tidy to distinct, non-empty spans.
+
+    Pairs are visited best first, so each text span is taken at its best pair; exact.
+    """
+    finite = int(np.isfinite(scores).sum())
+    m = min(finite, 4 * k)
+    while True:
+        pool = np.argpartition(-scores, m - 1)[:m] if 0 < m < len(scores) else np.arange(len(scores))
+        pool = pool[np.argsort(-scores[pool], kind="stable")]
+        chosen: list[int] = []
+        seen: set[tuple[int, int]] = set()
+        for j in pool[:m].tolist():
+            first = j // span
+            last = first + j % span
+            if tidy_start[first] >= text_end[last]:
+                continue  # whitespace only (or nothing)
+            key = (int(tidy_start[first]), int(tidy_end[last]))
+            if key in seen:
+                continue
+            seen.add(key)
+            chosen.append(j)
+            if len(chosen) == k:
+                return chosen
+        if m >= finite:
+            return chosen
+        m = min(finite, 4 * m)
 
 
 def _truncate(pending: _Pending, keep: int) -> None:
-    """Keep the ``keep`` best distinct spans (each at its best score)."""
+    """Keep the ``keep`` best distinct spans, each at its best score."""
     order = np.argsort(-np.asarray(pending.scores), kind="stable")
+    kept: list[int] = []
     seen: set[tuple[int, int]] = set()
-    kept = []
     for i in order.tolist():
         key = (pending.starts[i], pending.ends[i])
-        if key in seen:
-            continue
-        seen.add(key)
-        kept.append(i)
-        if len(kept) == keep:
-            break
-    order = kept
+        if key not in seen:
+            seen.add(key)
+            kept.append(i)
+            if len(kept) == keep:
+                break
+    order = np.asarray(kept, dtype=np.int64)
     for name in ("starts", "ends", "scores", "start_logits", "end_logits", "windows"):
         values = getattr(pending, name)
         setattr(pending, name, [values[i] for i in order])

@@ -8,7 +8,8 @@ padded to its own longest window) -> decode.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from .config import SpanQAConfig
 from .data import QAExample
 from .decode import DecodeConfig, ExamplePrediction, SpanDecoder
+from .errors import DataError
 from .features import Features, WindowConfig, build_features
 from .models import load_qa_model, load_tokenizer, resolve_model
 
@@ -24,9 +26,93 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["Reader", "pick_device"]
+__all__ = ["Reader", "QARequest", "ReaderAnswer", "ReaderResult", "pick_device"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReaderAnswer:
+    """An answer span: ``text == documents[document][start:end]`` (``document`` is None for a single context)."""
+
+    text: str
+    start: int
+    end: int
+    score: float
+    document: int | None = None
+
+
+@dataclass
+class ReaderResult:
+    """Ranked answers to one question; ``score`` values and ``no_answer_score`` are probabilities
+    over every candidate of every window and document of the question, plus "no answer"."""
+
+    question: str
+    answers: list[ReaderAnswer]
+    no_answer_score: float
+    is_impossible: bool
+    id: str | None = None
+
+    @property
+    def answer(self) -> ReaderAnswer | None:
+        """The decided answer, or None when the model says the text does not answer the question."""
+        if self.is_impossible or not self.answers:
+            return None
+        return self.answers[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        best = self.answer
+        return {
+            "id": self.id,
+            "question": self.question,
+            "answer": best.text if best else "",
+            "score": best.score if best else self.no_answer_score,
+            "start": best.start if best else None,
+            "end": best.end if best else None,
+            "document": best.document if best else None,
+            "is_impossible": self.is_impossible,
+            "no_answer_score": self.no_answer_score,
+            "answers": [asdict(a) for a in self.answers],
+        }
+
+
+@dataclass
+class QARequest:
+    """One question over one context, or over several documents ranked together."""
+
+    question: str
+    context: str | None = None
+    documents: list[str] | None = None
+    top_k: int = 1
+    max_answer_length: int | None = None
+    handle_impossible: bool | None = None
+    id: str | None = None
+    _texts: list[str] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.question, str) or not self.question.strip():
+            raise DataError("empty question")
+        if (self.context is None) == (self.documents is None):
+            raise DataError("give either a context or documents (not both, not neither)")
+        texts = [self.context] if self.context is not None else list(self.documents or [])
+        if not texts:
+            raise DataError("documents is empty")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise DataError("empty context" if self.context is not None else f"document {i} is empty")
+        if not isinstance(self.top_k, int) or self.top_k < 1:
+            raise DataError(f"top_k must be a positive integer, got {self.top_k!r}")
+        if self.max_answer_length is not None and (not isinstance(self.max_answer_length, int) or self.max_answer_length < 1):
+            raise DataError(f"max_answer_length must be a positive integer, got {self.max_answer_length!r}")
+        self._texts = texts
+
+    @classmethod
+    def coerce(cls, value: QARequest | Mapping[str, Any] | tuple[str, str]) -> QARequest:
+        if isinstance(value, QARequest):
+            return value
+        if isinstance(value, tuple):
+            return cls(question=value[0], context=value[1])
+        return cls(**dict(value))
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -116,6 +202,79 @@ class Reader:
             bar.update(len(chunk))
         bar.close()
         return out
+
+
+    def __call__(
+        self,
+        question: str,
+        context: str | None = None,
+        *,
+        documents: Sequence[str] | None = None,
+        top_k: int = 1,
+        max_answer_length: int | None = None,
+        handle_impossible: bool | None = None,
+    ) -> ReaderResult:
+        """Answer one question over a context of any length, or rank answers across ``documents``."""
+        request = QARequest(question, context, list(documents) if documents is not None else None, top_k, max_answer_length, handle_impossible)
+        return self.answer_batch([request])[0]
+
+    def answer_batch(
+        self,
+        requests: Sequence[QARequest | Mapping[str, Any] | tuple[str, str]],
+        *,
+        chunk_size: int = 256,
+    ) -> list[ReaderResult]:
+        """Answer many requests with shared forward passes; each keeps its own top_k and limits."""
+        parsed = [QARequest.coerce(r) for r in requests]
+        results: list[ReaderResult] = []
+        for lo in range(0, len(parsed), chunk_size):
+            results.extend(self._answer_chunk(parsed[lo : lo + chunk_size]))
+        return results
+
+    def _answer_chunk(self, requests: list[QARequest]) -> list[ReaderResult]:
+        examples: list[QAExample] = []
+        owners: list[tuple[int, int]] = []
+        for r, request in enumerate(requests):
+            for d, text in enumerate(request._texts):
+                examples.append(QAExample(id=f"{r}:{d}", question=request.question.strip(), context=text))
+                owners.append((r, d))
+        limits = np.array([requests[r].max_answer_length or self.config.max_answer_length for r, _ in owners])
+        top_k = max(request.top_k for request in requests)
+        config = DecodeConfig(
+            n_best=max(self.config.n_best, top_k),
+            max_answer_length=int(max(limits.max(), self.config.max_answer_length)),
+            allow_impossible=False,
+        )
+        features = self.features(examples)
+        decoder = SpanDecoder(examples, features, config, max_answer_lengths=limits)
+        for rows, start, end in self.logits(features):
+            decoder.add(rows, start, end)
+        per_document = decoder.finalize()
+        grouped: list[list[tuple[int, ExamplePrediction]]] = [[] for _ in requests]
+        for (r, d), prediction in zip(owners, per_document):
+            grouped[r].append((d, prediction))
+        return [self._rank(request, grouped[r]) for r, request in enumerate(requests)]
+
+    def _rank(self, request: QARequest, documents: list[tuple[int, ExamplePrediction]]) -> ReaderResult:
+        """Pool every document's candidates, normalise them with the null answer, keep top_k."""
+        single = request.context is not None
+        pool = [(span.score, d, span) for d, prediction in documents for span in prediction.candidates]
+        pool.sort(key=lambda item: -item[0])
+        null_score = min(prediction.null_score for _, prediction in documents)
+        scores = np.array([item[0] for item in pool] + [null_score], dtype=np.float64)
+        finite = np.isfinite(scores)
+        probs = np.zeros_like(scores)
+        if finite.any():
+            shifted = np.exp(scores[finite] - scores[finite].max())
+            probs[finite] = shifted / shifted.sum()
+        answers = [
+            ReaderAnswer(span.text, span.start, span.end, float(probs[i]), None if single else d)
+            for i, (_, d, span) in enumerate(pool[: request.top_k])
+        ]
+        handle = self.config.version_2 if request.handle_impossible is None else request.handle_impossible
+        best = pool[0][0] if pool else -np.inf
+        impossible = not pool or (handle and null_score - best > self.config.null_threshold)
+        return ReaderResult(request.question, answers, float(probs[-1]), bool(impossible), request.id)
 
 
 class _NoBar:

@@ -90,6 +90,13 @@ class SpanQATrainingArguments(TrainingArguments):
         },
     )
 
+    def __post_init__(self) -> None:
+        import torch
+
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; avoids a warning per epoch
+        super().__post_init__()
+
     @property
     def window(self) -> WindowConfig:
         return WindowConfig(self.max_length, self.stride, self.max_question_tokens)
@@ -232,13 +239,14 @@ def train(
     eval_split: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    callbacks: list[Any] | None = None,
     **training_settings: Any,
 ) -> TrainResult:
     """Fine-tune ``model`` for extractive QA and save it, evaluated, in ``args.output_dir``.
 
     With no data it trains on the sample dataset shipped with spanqa. Any
     TrainingArguments field can be given as a keyword (``num_train_epochs=3``)
-    or through ``args``.
+    or through ``args``; ``callbacks`` are extra :class:`transformers.TrainerCallback` objects.
     """
     import time
 
@@ -298,7 +306,7 @@ def train(
 
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
-    callbacks = []
+    callbacks = list(callbacks or [])
     if args.early_stopping_patience and eval_set is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     trainer = Trainer(
