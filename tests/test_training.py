@@ -50,13 +50,16 @@ def test_train_saves_standard_layout_and_evaluate_reproduces_metrics(tiny_bert_d
     assert model.config.model_type == "bert"
 
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved == pytest.approx(result.metrics)
+    assert saved == json.loads(json.dumps(result.metrics))
     assert {"exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1"} <= set(saved)
     again = evaluate(str(out), sample_dev, output_dir=tmp_path / "eval")
     for key in ("exact", "f1", "HasAns_exact", "NoAns_exact"):
         assert again.metrics[key] == pytest.approx(saved[key], abs=1e-9), key
 
     config = json.loads((out / "spanqa.json").read_text())
+    assert config["null_threshold"] == saved["null_threshold"]  # tuned on the dev data (v2), applied by evaluate
+    assert saved["default_threshold"]["null_threshold"] == 0.0
+    assert saved["f1"] >= saved["default_threshold"]["f1"]
     assert config["max_length"] == 128 and config["stride"] == 32 and config["version_2"] is True
     assert config["spanqa_version"] and config["data_fingerprint"]
     settings = json.loads((out / "train_config.json").read_text())
@@ -178,7 +181,7 @@ def test_config_file_and_command_line_overrides(tiny_bert_dir, sample_train, sam
     [
         (["--max-length", "256", "--stride", "256"], "stride (256) must be smaller"),
         (["--train", "nope/missing.json"], "file not found"),
-        (["--columns", "context=reviw"], "column 'reviw'"),
+        (["--columns", "context=reviw"], "applies only to flat files"),
         (["--learnig_rate", "1e-4"], "did you mean 'learning_rate'"),
         (["--on-mismatch", "fix"], "unknown mismatch policy"),
     ],
@@ -195,6 +198,15 @@ def test_bad_options_fail_before_training_with_one_line(extra, message, tiny_ber
     assert len(errors) == 1 and message in errors[0], res.output
     assert "Traceback" not in res.output
     assert not out.exists() or not any(out.iterdir()), "nothing was trained or written"
+
+
+def test_unknown_column_in_csv_fails_before_training(tiny_bert_dir, tmp_path):
+    csv = tmp_path / "train.csv"
+    csv.write_text("question,review,answer,answer_start\nWho?,Ann wrote it.,Ann,0\n")
+    res = runner.invoke(app, ["train", "--model", str(tiny_bert_dir), "--train", str(csv), "--columns", "context=reviw", "--output-dir", str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert res.output.count("error:") == 1 and "column 'reviw' (for context) not found (did you mean 'review'?)" in res.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_unsupported_model_type_fails_with_one_line(tmp_path, sample_train):
@@ -226,7 +238,7 @@ def test_training_arguments_subclass_adds_only_qa_fields():
     added = {f.name for f in fields(SpanQATrainingArguments)} - {f.name for f in fields(TrainingArguments)}
     assert added == {
         "max_length", "stride", "max_question_tokens", "max_answer_length", "n_best", "skip_impossible", "version_2",
-        "eval_lang", "early_stopping_patience", "keep_checkpoints", "attention_dropout",
+        "eval_lang", "early_stopping_patience", "keep_checkpoints", "attention_dropout", "tune_null_threshold",
     }
     for f in fields(SpanQATrainingArguments):
         if f.name in added:

@@ -163,6 +163,8 @@ def evaluate_cmd(
     n_best: Optional[int] = typer.Option(None, help="Candidates kept per question (default 20)."),
     max_answer_length: Optional[int] = typer.Option(None, help="Longest answer in tokens (default 30)."),
     null_threshold: Optional[float] = typer.Option(None, help="Answer 'no answer' when null score - best score exceeds this (v2)."),
+    tune_threshold: bool = typer.Option(False, "--tune-threshold", help="Find the null threshold that maximises F1 on this data; report both."),
+    save_threshold: bool = typer.Option(False, "--save-threshold", help="With --tune-threshold: store it in the model's spanqa.json."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda if available)."),
 ) -> None:
     """Run a QA model over a dataset; write predictions, n-best, null odds and metrics."""
@@ -183,9 +185,18 @@ def evaluate_cmd(
         n_best=n_best,
         max_answer_length=max_answer_length,
         null_threshold=null_threshold,
+        tune_threshold=tune_threshold,
+        save_threshold=save_threshold,
         progress=True,
     )
     typer.echo(json.dumps(result.metrics, indent=2))
+    if result.tuning is not None:
+        t = result.tuning
+        typer.echo(
+            f"null threshold {t.default_threshold:g}: EM {t.default_metrics['exact']:.2f} F1 {t.default_metrics['f1']:.2f}; "
+            f"tuned {t.threshold:.4f}: EM {t.tuned_metrics['exact']:.2f} F1 {t.tuned_metrics['f1']:.2f}",
+            err=True,
+        )
     typer.echo(f"wrote {output_dir}/predictions.json, nbest_predictions.json, metrics.json", err=True)
 
 

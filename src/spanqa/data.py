@@ -261,6 +261,12 @@ def _read_file(path: Path, mapping: ColumnMapping, require_answers: bool = True)
         if isinstance(obj, dict) and isinstance(obj.get("data"), list):
             records = obj["data"]
             if records and isinstance(records[0], dict) and "paragraphs" in records[0]:
+                mapped = [f.name for f in fields(mapping) if f.name != "no_answer_marker" and getattr(mapping, f.name) is not None]
+                if mapped:
+                    raise DataError(
+                        f"{path}: is SQuAD JSON, which has fixed field names; the column mapping "
+                        f"({', '.join(mapped)}) applies only to flat files (CSV, JSONL, Parquet, JSON records)"
+                    )
                 return list(_squad_rows(records, path)), str(obj.get("version", ""))
             return _flat_rows(records, path, mapping, require_answers), None
         if isinstance(obj, list):

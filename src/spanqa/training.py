@@ -82,6 +82,10 @@ class SpanQATrainingArguments(TrainingArguments):
     eval_lang: str = field(default="squad", metadata={"help": "Answer normalisation for EM/F1: 'squad' or a language code."})
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Stop after N evaluations without F1 improving."})
     keep_checkpoints: bool = field(default=False, metadata={"help": "Keep checkpoint folders after a successful run."})
+    tune_null_threshold: bool = field(
+        default=True,
+        metadata={"help": "On v2 data, tune the no-answer threshold for F1 on the eval data and save it in spanqa.json."},
+    )
     attention_dropout: float | None = field(
         default=0.0,
         metadata={
@@ -133,7 +137,7 @@ class TrainResult:
     """What :func:`train` produced."""
 
     output_dir: Path
-    metrics: dict[str, float]
+    metrics: dict[str, Any]
     config: SpanQAConfig
     train_examples: int
     eval_examples: int
@@ -333,7 +337,7 @@ def train(
         version_2=version_2,
         data_fingerprint=train_set.fingerprint(),
     )
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
     if trainer.is_world_process_zero():
         _save_final(trainer, output_dir)
         if eval_set is not None:
@@ -425,16 +429,31 @@ def _final_evaluation(
     decode_config: DecodeConfig,
     args: SpanQATrainingArguments,
     output_dir: Path,
-) -> dict[str, float]:
-    """Score the kept model exactly as ``spanqa evaluate`` will, and write the prediction files."""
-    from .evaluate import score_decoded, write_prediction_files
+) -> dict[str, Any]:
+    """Score the kept model exactly as ``spanqa evaluate`` will, and write the prediction files.
+
+    On v2 data the null threshold that maximises F1 is tuned here and saved,
+    and the headline metrics are those at the tuned threshold.
+    """
+    from .evaluate import score_decoded, threshold_metrics, tune_null_threshold, with_null_threshold, write_prediction_files
     from .reader import Reader
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     reader = Reader(model, tokenizer, config, device=str(next(model.parameters()).device), batch_size=args.per_device_eval_batch_size)
     predictions = reader.predict_examples(eval_set.examples, decode_config)
-    report = score_decoded(eval_set.examples, predictions, version_2=decode_config.allow_impossible, lang=args.eval_lang)
-    metrics = {k: float(v) for k, v in report.metrics.items()}
+    metrics: dict[str, Any]
+    if decode_config.allow_impossible and args.tune_null_threshold:
+        tuning = tune_null_threshold(eval_set.examples, predictions, default_threshold=0.0, lang=args.eval_lang)
+        config.null_threshold = tuning.threshold
+        predictions = with_null_threshold(predictions, tuning.threshold)
+        metrics = threshold_metrics(tuning)
+        logger.info(
+            "no-answer threshold tuned on the eval data: %.4f (F1 %.2f -> %.2f)",
+            tuning.threshold, tuning.default_metrics["f1"], tuning.tuned_metrics["f1"],
+        )
+    else:
+        report = score_decoded(eval_set.examples, predictions, version_2=decode_config.allow_impossible, lang=args.eval_lang)
+        metrics = {k: float(v) for k, v in report.metrics.items()}
     write_prediction_files(output_dir / "eval", predictions, metrics, version_2=decode_config.allow_impossible)
     write_json(output_dir / "metrics.json", metrics)
     model.train()
@@ -457,7 +476,14 @@ def _write_model_card(
 
     training = settings["training"]
     base = settings["model"]
-    rows = "\n".join(f"| {k} | {v:.2f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
+    rows = "\n".join(f"| {k} | {v:.2f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items() if not isinstance(v, dict))
+    default = metrics.get("default_threshold")
+    if isinstance(default, dict):
+        rows += (
+            f"\n\nScores above use the no-answer threshold tuned on the evaluation data ({config.null_threshold:.4f}, "
+            f"saved in `spanqa.json`). At the default threshold {default['null_threshold']:g}: "
+            f"EM {default['exact']:.2f}, F1 {default['f1']:.2f}."
+        )
     hyper = {
         "learning_rate": training.get("learning_rate"),
         "num_train_epochs": training.get("num_train_epochs"),
