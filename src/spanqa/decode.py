@@ -350,6 +350,8 @@ def _tidy(context: str, start: int, end: int) -> tuple[int, int]:
         start += 1
     while end > start and context[end - 1].isspace():
         end -= 1
+    while start > 0 and start < end and unicodedata.category(context[start]).startswith("M"):
+        start -= 1  # a token boundary inside a grapheme: keep the base character with its marks
     while end < len(context) and unicodedata.category(context[end]).startswith("M"):
         end += 1
     return start, end

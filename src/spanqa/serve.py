@@ -47,6 +47,7 @@ try:
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from pydantic import BaseModel, ConfigDict, Field, ValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.requests import ClientDisconnect
 except ImportError as _err:  # pragma: no cover - depends on the installed extras
     raise MissingDependencyError(f"serving needs fastapi and uvicorn: pip install 'spanqa[serve]' ({_err})") from _err
 
@@ -255,7 +256,7 @@ class MicroBatcher:
         self.settings = settings
         self.max_wait = settings.max_wait_ms / 1000.0
         self.max_items = settings.max_batch_items
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spanqa-reader")
+        self._executor: ThreadPoolExecutor | None = None
         self._pending: collections.deque[_Job] = collections.deque()
         self._pending_items = 0
         self._wakeup: asyncio.Event | None = None
@@ -282,8 +283,14 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if self._task is not None and self._loop is loop and not self._task.done():
             return
+        if self._loop is not loop:  # a new event loop: jobs of the old one cannot be answered any more
+            self._pending.clear()
+            self._pending_items = 0
         self._loop = loop
         self._wakeup = asyncio.Event()
+        if self._executor is None:
+            # One thread: the model runs one batch at a time, off the event loop.
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spanqa-reader")
         self._task = loop.create_task(self._run(), name="spanqa-microbatcher")
 
     async def stop(self) -> None:
@@ -299,9 +306,9 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_exception(ApiError(503, "unavailable", "the server is shutting down"))
         self._pending_items = 0
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, requests: list[QARequest], timeout: float) -> list[ReaderResult]:
         self.start()
@@ -350,12 +357,13 @@ class MicroBatcher:
                 logger.exception("micro-batch worker error")
 
     async def _process(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+        executor = self._executor
         flat = [r for job in jobs for r in job.requests]
         self.batches += 1
         self.questions += len(flat)
         self.largest_batch = max(self.largest_batch, len(flat))
         try:
-            results = await loop.run_in_executor(self._executor, self.reader.answer_batch, flat)
+            results = await loop.run_in_executor(executor, self.reader.answer_batch, flat)
         except Exception as err:
             if len(jobs) == 1:
                 _settle(jobs[0], error=err)
@@ -365,7 +373,7 @@ class MicroBatcher:
                 if job.future.done():
                     continue
                 try:
-                    _settle(job, await loop.run_in_executor(self._executor, self.reader.answer_batch, job.requests))
+                    _settle(job, await loop.run_in_executor(executor, self.reader.answer_batch, job.requests))
                 except Exception as job_err:
                     _settle(job, error=job_err)
             return
@@ -398,11 +406,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise ApiError(413, "payload_too_large", f"request body is {size} bytes; the limit is {limit} bytes")
     chunks: list[bytes] = []
     read = 0
-    async for chunk in request.stream():
-        read += len(chunk)
-        if read > limit:
-            raise ApiError(413, "payload_too_large", f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            read += len(chunk)
+            if read > limit:
+                raise ApiError(413, "payload_too_large", f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "bad_request", "the client disconnected before sending the whole body") from None
     return b"".join(chunks)
 
 
