@@ -387,7 +387,7 @@ def test_concurrent_requests_are_micro_batched(reader):
     ]
     responses = asyncio.run(_post_many(app, payloads))
     assert [r.status_code for r in responses] == [200] * len(payloads)
-    for payload, response in zip(payloads, responses):
+    for payload, response in zip(payloads, responses, strict=True):
         result = response.json()
         assert result["id"] == payload["id"]
         assert len(result["answers"]) == payload["top_k"]  # each request's own top_k inside a shared batch
@@ -433,3 +433,76 @@ def test_the_event_loop_stays_free_while_the_model_runs(reader):
     answer, health, waited = asyncio.run(scenario())
     assert answer.status_code == 200 and health.status_code == 200
     assert waited < 0.3
+
+
+# --------------------------------------------------------------------------- run_server and a real socket
+
+
+def test_run_server_loads_the_model_and_runs_uvicorn(monkeypatch, tiny_bert_dir):
+    import uvicorn
+
+    from spanqa.serve import run_server
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
+    settings = ServeSettings(max_batch=2)
+    run_server(str(tiny_bert_dir), host="127.0.0.1", port=8123, settings=settings, device="cpu")
+    (app, kwargs), = calls
+    assert kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123
+    assert app.state.settings is settings
+    with TestClient(app) as client:
+        assert client.get("/health").json()["model"] == str(tiny_bert_dir)
+        assert_error(client.post("/answer", json={"questions": [GOOD] * 3}), 422, "too_many_questions")
+
+
+def test_run_server_refuses_pickled_weights(monkeypatch, tiny_bert_dir, tmp_path):
+    """Only safetensors weights are loaded: a folder with just pytorch_model.bin is refused."""
+    import shutil
+
+    import torch
+    import uvicorn
+    from safetensors.torch import load_file
+
+    from spanqa.errors import ModelError
+    from spanqa.serve import run_server
+
+    for path in tiny_bert_dir.iterdir():
+        if path.suffix != ".safetensors":
+            shutil.copy(path, tmp_path / path.name)
+    torch.save(load_file(tiny_bert_dir / "model.safetensors"), tmp_path / "pytorch_model.bin")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: pytest.fail("must not serve"))
+    with pytest.raises(ModelError, match="safetensors"):
+        run_server(str(tmp_path))
+
+
+def test_limits_over_a_real_socket(reader):
+    """uvicorn on loopback: oversized bodies (declared or chunked) get 413 and the connection keeps working."""
+    import socket
+
+    import uvicorn
+
+    app = create_app(reader, ServeSettings(max_body_bytes=10_000))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+            time.sleep(0.02)
+        url = "http://127.0.0.1:%d" % sock.getsockname()[1]
+        big = json.dumps({"question": "Who?", "context": "word " * 100_000}).encode()  # 500 kB
+        with httpx.Client(base_url=url, timeout=30, trust_env=False) as client:
+            assert_error(client.post("/answer", content=big), 413, "payload_too_large")
+            assert client.post("/answer", json=GOOD).status_code == 200
+            chunks = (big[i : i + 4096] for i in range(0, len(big), 4096))
+            assert_error(client.post("/answer", content=chunks), 413, "payload_too_large")
+            assert client.post("/answer", json=GOOD).status_code == 200
+            assert_error(client.post("/answer", content=b"\xc3\x28"), 400, "invalid_encoding")
+            assert client.get("/health").status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
