@@ -18,7 +18,7 @@ from spanqa.features import SPECIAL_TOKEN_ROOM, WindowConfig, build_features, co
 
 # --------------------------------------------------------------------------- generators
 
-NON_ASCII = ["café", "Straße", "москва", "αθήνα", "naïve", "Zürich", "Ålesund", "señor", "Øre", "Ελλάδα", "Київ", "façade"]
+NON_ASCII = ["café", "Straße", "москва", "αθήνα", "naïve", "Zürich", "Ålesund", "señor", "Øre", "Ελλάδα", "Київ", "façade", "東京大学", "😀ok", "ñandú"]
 PREFIXES = ["", "", "", "(", '"', "«", "'"]
 SUFFIXES = ["", "", "", "", ",", ".", ")", "!", "?", ";", ":", "'s", '"', "»", "%"]
 SEPARATORS = [" ", " ", " ", " ", "  ", "\n", " \t "]
@@ -245,6 +245,21 @@ def test_long_question_is_cut(any_tokenizer):
     assert covered >= {k for k, c in enumerate(context.rstrip()) if not c.isspace()}
     labelled = [i for i in range(len(features)) if features.start_positions[i] != features.cls_index[i]]
     assert labelled
+
+
+@pytest.mark.parametrize("max_question_tokens", range(4, 16))
+def test_question_cut_inside_a_character_still_fits(any_tokenizer, max_question_tokens):
+    """Byte-level BPE splits 東 into byte tokens sharing one offset; a cut there must not overflow the limit.
+
+    Otherwise a stride WindowConfig accepted (room - 1) makes the Rust tokenizer panic.
+    """
+    question = "東京大学の😀図書館は何年に建てられましたか" * 3
+    config = WindowConfig(max_length=48, stride=48 - max_question_tokens - SPECIAL_TOKEN_ROOM - 1, max_question_tokens=max_question_tokens)
+    ex = QAExample(id="cjk", question=question, context="The library was built in 1850. " * 12)
+    features = build_features([ex], any_tokenizer, config)
+    assert len(features) >= 2
+    for i in range(len(features)):
+        assert len(features.input_ids[i]) - len(_context_rows(features, i)) <= max_question_tokens + SPECIAL_TOKEN_ROOM
 
 
 def test_token_type_ids_only_for_bert_style(any_tokenizer):

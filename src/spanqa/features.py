@@ -144,21 +144,22 @@ class Features:
 
 
 def _cut_long_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase, limit: int) -> list[str]:
-    """Trim questions to ``limit`` tokens; only those with more characters than ``limit`` can exceed it."""
-    long = [i for i, q in enumerate(questions) if len(q) > limit]
-    if not long:
-        return questions
-    enc = tokenizer(
-        [questions[i] for i in long],
-        add_special_tokens=False,
-        truncation=True,
-        max_length=limit,
-        return_offsets_mapping=True,
-    )
+    """Trim questions to ``limit`` tokens; only those with more UTF-8 bytes than ``limit`` can exceed it
+    (byte-level BPE may spend up to four tokens on one character)."""
+    long = [i for i, q in enumerate(questions) if len(q.encode("utf-8", "surrogatepass")) > limit]
     out = list(questions)
-    for i, offsets in zip(long, enc["offset_mapping"]):
-        if len(offsets) >= limit:
-            out[i] = questions[i][: offsets[-1][1]]
+    for _ in range(8):  # a cut text can tokenize differently, so check it and cut again
+        if not long:
+            break
+        enc = tokenizer([out[i] for i in long], add_special_tokens=False, return_offsets_mapping=True)
+        still = []
+        for i, offsets in zip(long, enc["offset_mapping"]):
+            if len(offsets) > limit:
+                # Cut where the first token that does not fit starts: a character split over several
+                # byte-level tokens (all with the same offsets) then goes as a whole.
+                out[i] = out[i][: offsets[limit][0]].rstrip()
+                still.append(i)
+        long = still
     return out
 
 
