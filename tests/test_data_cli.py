@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import SUBJQA, build_wordpiece, needs_shared
+from conftest import SUBJQA, XQUAD, build_wordpiece, needs_shared
 from spanqa.cli import app
 from spanqa.data import Answer, load_examples
 
@@ -233,3 +233,17 @@ def _mapping_dict() -> dict[str, str]:
         "answer_start": "human_ans_indices",
         "no_answer_marker": "ANSWERNOTFOUND",
     }
+
+
+@needs_shared(XQUAD)
+def test_data_split_by_article_keeps_paragraphs_apart(tmp_path):
+    from spanqa.data import load_examples
+
+    head, tail = tmp_path / "train.json", tmp_path / "eval.json"
+    result = runner.invoke(app, ["data", "split", str(XQUAD / "xquad.en.json"), str(head), str(tail), "--articles", "36"])
+    assert result.exit_code == 0, result.output
+    first, rest = load_examples(head), load_examples(tail)
+    assert (len(first), len(rest)) == (925, 265)
+    assert not {ex.context for ex in first} & {ex.context for ex in rest}
+    result = runner.invoke(app, ["data", "split", str(XQUAD / "xquad.en.json"), str(head), str(tail), "--articles", "99"])
+    assert result.exit_code == 1 and "leaves one part empty" in result.output

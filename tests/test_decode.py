@@ -443,6 +443,8 @@ def test_tidy_keeps_combining_marks_and_trims_whitespace():
     assert _tidy(" a\u0301 x", 0, 2) == (1, 3)  # decomposed accent kept with its base
     assert _tidy("   ", 0, 3)[1] <= _tidy("   ", 0, 3)[0]  # all whitespace: empty
     assert _tidy("café", 0, 4) == (0, 4)
+    assert _tidy("क\u0947x", 1, 3) == (0, 3)  # a cut inside a grapheme takes its base character back
+    assert _tidy("a \u0947x", 2, 4) == (2, 4)  # but never a space before a stray mark
 
 
 def test_decoded_text_keeps_trailing_vowel_signs():

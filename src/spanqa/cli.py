@@ -429,6 +429,30 @@ def serve(
     run_server(model, host=host, port=port, settings=ServeSettings(), device=device)
 
 
+@data_app.command("split")
+@user_errors
+def data_split(
+    source: str = typer.Argument(..., help="Input file (any supported layout)."),
+    head: Path = typer.Argument(..., help="Output for the first articles (.json or .jsonl)."),
+    tail: Path = typer.Argument(..., help="Output for the remaining articles."),
+    articles: int = typer.Option(..., "--articles", help="How many articles (titles, in file order) go to HEAD."),
+    columns: Optional[str] = ColumnsOpt,
+    no_answer_marker: Optional[str] = MarkerOpt,
+    on_mismatch: str = MismatchOpt,
+) -> None:
+    """Split by article so no paragraph is in both parts (e.g. XQuAD: 36 to train, 12 to evaluate)."""
+    from .data import load_examples, save_examples, split_by_title
+    from .errors import ConfigError
+
+    dataset = load_examples(source, columns=_columns(columns, no_answer_marker), on_mismatch=on_mismatch)  # type: ignore[arg-type]
+    first, rest = split_by_title(dataset, articles)
+    if not first.examples or not rest.examples:
+        raise ConfigError(f"--articles {articles} leaves one part empty ({len(first)} / {len(rest)} questions)")
+    save_examples(first.examples, head, version_2=dataset.version_2)
+    save_examples(rest.examples, tail, version_2=dataset.version_2)
+    typer.echo(f"wrote {len(first)} questions to {head} and {len(rest)} to {tail}")
+
+
 @app.command()
 def version() -> None:
     """Print the spanqa version."""

@@ -136,7 +136,7 @@ class SpanDecoder:
         valid = offsets[..., 0] >= 0
         owners = self.features.example_index[idx]
         # Each token's tidied span (see _tidy), so the top-k below counts text spans, not token pairs.
-        tidy_start, text_end, tidy_end = self._tidy_tokens(owners, offsets, valid)
+        text_start, tidy_start, text_end, tidy_end = self._tidy_tokens(owners, offsets, valid)
         s = np.where(valid, start, -np.inf)
         e = np.where(valid, end, -np.inf)
         span = self.config.max_answer_length
@@ -150,10 +150,10 @@ class SpanDecoder:
         k = min(self.config.n_best, scores.shape[1])
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         dropped = np.zeros(top.shape, dtype=bool)
-        for b in _rows_with_collisions(tidy_start, text_end, tidy_end, valid):
+        for b in _rows_with_collisions(text_start, tidy_start, text_end, tidy_end, valid):
             # A lone '▁' / empty 'Ġ' token or tokens sharing characters: some pairs are whitespace only or
             # tidy to the same text; walk the pairs by score instead.
-            chosen = _distinct_top(scores[b], k, span, tidy_start[b], text_end[b], tidy_end[b])
+            chosen = _distinct_top(scores[b], k, span, text_start[b], tidy_start[b], text_end[b], tidy_end[b])
             top[b, : len(chosen)] = chosen
             dropped[b, len(chosen) :] = True
         top_scores = np.take_along_axis(scores, top, axis=1)
@@ -181,11 +181,12 @@ class SpanDecoder:
             if len(pending.scores) > 4 * self.config.n_best:
                 _truncate(pending, self.config.n_best)
 
-    def _tidy_tokens(self, owners: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per token: tidied start, end of its last non-space character, and tidied end (marks kept).
+    def _tidy_tokens(self, owners: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per token: its first non-space character, tidied start (back to a mark's base), end of its
+        last non-space character, and tidied end (marks kept).
 
         Tokens ``s..e`` tidy to ``(tidy_start[s], tidy_end[e])``; the span is
-        whitespace only unless ``tidy_start[s] < text_end[e]``.
+        whitespace only unless ``text_start[s] < text_end[e]``.
         """
         distinct, row_owner = np.unique(owners, return_inverse=True)
         maps = []
@@ -200,13 +201,14 @@ class SpanDecoder:
         sizes = np.array([len(m[0]) for m in maps], dtype=np.int64)
         base = (np.cumsum(sizes) - sizes)[row_owner][:, None]
         limit = (sizes - 1)[row_owner][:, None]
-        next_text, last_text_end, past_marks = (np.concatenate([m[j] for m in maps]) for j in range(3))
+        next_text, onto_base, last_text_end, past_marks = (np.concatenate([m[j] for m in maps]) for j in range(4))
         first = base + np.clip(np.where(valid, offsets[..., 0], 0), 0, limit)
         last = base + np.clip(np.where(valid, offsets[..., 1], 0), 0, limit)
-        tidy_start = next_text[first].astype(np.int64)
+        text_start = next_text[first].astype(np.int64)
+        tidy_start = onto_base[base + text_start].astype(np.int64)
         text_end = last_text_end[last].astype(np.int64)
         tidy_end = past_marks[base + text_end].astype(np.int64)
-        return tidy_start, text_end, tidy_end
+        return text_start, tidy_start, text_end, tidy_end
 
     def finalize(self) -> list[ExamplePrediction]:
         """One prediction per example, in the examples' order."""
@@ -264,9 +266,10 @@ class SpanDecoder:
         )
 
 
-def _char_maps(context: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each position c in 0..len(context): the first non-space position >= c, the end of the last
-    non-space character before c, and c moved past the combining marks that start there."""
+def _char_maps(context: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each position c in 0..len(context), as _tidy moves span edges: the first non-space position
+    >= c, c moved back onto the (non-space) base of a mark, the end of the last non-space character
+    before c, and c moved past the combining marks that start there."""
     n = len(context)
     kinds = {ord(ch): "s" if ch.isspace() else "m" if unicodedata.category(ch).startswith("M") else "t" for ch in set(context)}
     flags = np.frombuffer(context.translate(kinds).encode("ascii"), dtype=np.uint8)
@@ -276,15 +279,19 @@ def _char_maps(context: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     next_text = np.minimum.accumulate(np.where(np.append(text, True), positions, n)[::-1])[::-1]
     last_text_end = np.maximum.accumulate(np.concatenate([[0], np.where(text, positions[1:], 0)])).astype(np.int32)
     past_marks = np.minimum.accumulate(np.where(not_mark, positions, n)[::-1])[::-1]
-    return next_text, last_text_end, past_marks
+    base = np.maximum(np.maximum.accumulate(np.where(not_mark, positions, -1)), 0)  # last non-mark at or before c
+    onto_base = np.where(~not_mark & np.append(text, False)[base], base, positions)
+    return next_text, onto_base, last_text_end, past_marks
 
 
-def _rows_with_collisions(tidy_start: np.ndarray, text_end: np.ndarray, tidy_end: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _rows_with_collisions(
+    text_start: np.ndarray, tidy_start: np.ndarray, text_end: np.ndarray, tidy_end: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
     """Windows where a token is whitespace only or two tokens' tidied edges coincide.
 
     Elsewhere every token pair is a distinct, non-empty text span (always so for WordPiece).
     """
-    blank = (valid & (tidy_start >= text_end)).any(axis=1)
+    blank = (valid & (text_start >= text_end)).any(axis=1)
     positions = np.where(valid, np.arange(valid.shape[1]), -1)
     before = np.maximum.accumulate(positions, axis=1)  # last context token at or before each position
     previous = np.concatenate([np.full((len(valid), 1), -1), before[:, :-1]], axis=1)
@@ -297,7 +304,9 @@ def _rows_with_collisions(tidy_start: np.ndarray, text_end: np.ndarray, tidy_end
     return np.flatnonzero(blank | clash.any(axis=1))
 
 
-def _distinct_top(scores: np.ndarray, k: int, span: int, tidy_start: np.ndarray, text_end: np.ndarray, tidy_end: np.ndarray) -> list[int]:
+def _distinct_top(
+    scores: np.ndarray, k: int, span: int, text_start: np.ndarray, tidy_start: np.ndarray, text_end: np.ndarray, tidy_end: np.ndarray
+) -> list[int]:
     """Indices of the ``k`` best (start, length) pairs of one window that tidy to distinct, non-empty spans.
 
     Pairs are visited best first, so each text span is taken at its best pair; exact.
@@ -312,7 +321,7 @@ def _distinct_top(scores: np.ndarray, k: int, span: int, tidy_start: np.ndarray,
         for j in pool[:m].tolist():
             first = j // span
             last = first + j % span
-            if tidy_start[first] >= text_end[last]:
+            if text_start[first] >= text_end[last]:
                 continue  # whitespace only (or nothing)
             key = (int(tidy_start[first]), int(tidy_end[last]))
             if key in seen:
@@ -350,8 +359,11 @@ def _tidy(context: str, start: int, end: int) -> tuple[int, int]:
         start += 1
     while end > start and context[end - 1].isspace():
         end -= 1
-    while start > 0 and start < end and unicodedata.category(context[start]).startswith("M"):
-        start -= 1  # a token boundary inside a grapheme: keep the base character with its marks
+    base = start
+    while base > 0 and base < end and unicodedata.category(context[base]).startswith("M"):
+        base -= 1  # a token boundary inside a grapheme: keep the base character with its marks ...
+    if base < start and not context[base].isspace():
+        start = base  # ... but never a space before a stray mark
     while end < len(context) and unicodedata.category(context[end]).startswith("M"):
         end += 1
     return start, end
