@@ -11,7 +11,23 @@ from .errors import ConfigError, DataError, ModelError, SpanQAError
 from .evaluate import EvaluationResult, evaluate
 from .features import Features, WindowConfig, build_features
 from .metrics import ScoreReport, normalize_answer, score_predictions
-from .reader import Reader
+from .reader import QARequest, Reader, ReaderAnswer, ReaderResult
+
+_LAZY = {  # importing transformers' TrainingArguments is slow; load training only when asked for
+    "train": "training",
+    "SpanQATrainingArguments": "training",
+    "TrainResult": "training",
+    "QAEvaluator": "training",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'spanqa' has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
@@ -24,14 +40,20 @@ __all__ = [
     "ExamplePrediction",
     "Features",
     "ModelError",
+    "QAEvaluator",
+    "QARequest",
     "QADataset",
     "QAExample",
     "Reader",
+    "ReaderAnswer",
+    "ReaderResult",
     "ScoreReport",
     "Span",
     "SpanDecoder",
     "SpanQAConfig",
     "SpanQAError",
+    "SpanQATrainingArguments",
+    "TrainResult",
     "WindowConfig",
     "build_features",
     "decode",
@@ -40,4 +62,5 @@ __all__ = [
     "normalize_answer",
     "save_examples",
     "score_predictions",
+    "train",
 ]
