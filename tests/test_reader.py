@@ -143,12 +143,18 @@ def test_predict_command_streams_jsonl_for_data_without_answers(tiny_bert_dir, t
 
 
 @needs_shared(XQUAD)
-def test_reader_agrees_with_evaluate_on_every_xquad_question(tiny_bert_dir, tmp_path):
+def test_reader_agrees_with_evaluate_on_every_xquad_question(tiny_bert_dir, sample_train, tmp_path):
     """Same windows, same decode: the Reader's answers are evaluate's predictions (v1 data)."""
+    from spanqa.training import train
+
+    model = tmp_path / "trained"
+    train(str(tiny_bert_dir), sample_train, output_dir=str(model), max_steps=5, max_length=256, stride=64, learning_rate=1e-3)
     dataset = load_examples(XQUAD / "xquad.en.json")
-    result = evaluate(str(tiny_bert_dir), dataset, output_dir=tmp_path / "eval", batch_size=32)
-    reader = Reader.from_pretrained(tiny_bert_dir, batch_size=32)
-    answers = reader.answer_batch([{"question": ex.question, "context": ex.context, "id": ex.id} for ex in dataset.examples])
+    result = evaluate(str(model), dataset, output_dir=tmp_path / "eval", batch_size=32)
+    reader = Reader.from_pretrained(model, batch_size=32)
+    # XQuAD is v1 data, so evaluate always answers; the Reader is asked to do the same.
+    requests = [{"question": ex.question, "context": ex.context, "id": ex.id, "handle_impossible": False} for ex in dataset.examples]
+    answers = reader.answer_batch(requests)
     predicted = json.loads((tmp_path / "eval" / "predictions.json").read_text())
     disagree = [r.id for r in answers if (r.answer.text if r.answer else "") != predicted[r.id]]
     assert not disagree, f"{len(disagree)} of {len(answers)} differ, e.g. {disagree[:3]}"

@@ -315,3 +315,24 @@ def test_cli_trains_on_subjqa_csv_with_mapping(tiny_bert_dir, tmp_path):
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["NoAns_total"] > 0 and metrics["HasAns_total"] > 0
+
+
+@pytest.mark.integration
+def test_default_model_trains_saves_and_reloads(tmp_path):
+    """The embedded default (minilm) through the whole path, kept short: a few steps on sample questions."""
+    from spanqa.data import load_examples
+    from spanqa.training import sample_data_path
+
+    train_set = load_examples(sample_data_path("train"))
+    dev_set = load_examples(sample_data_path("dev"))
+    train_set = train_set.subset(train_set.examples[:24])
+    dev_set = dev_set.subset(dev_set.examples[:12])
+    out = tmp_path / "minilm-qa"
+    result = train("minilm", train_set, dev_set, output_dir=str(out), max_steps=3, max_length=192, stride=48, per_device_train_batch_size=8)
+    assert result.global_step == 3 and "f1" in result.metrics
+    from transformers import AutoModelForQuestionAnswering
+
+    model = AutoModelForQuestionAnswering.from_pretrained(out)
+    assert model.config.num_hidden_layers == 6
+    again = evaluate(str(out), dev_set)
+    assert again.metrics["f1"] == pytest.approx(result.metrics["f1"], abs=1e-9)

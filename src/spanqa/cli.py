@@ -64,7 +64,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def _setup_logging() -> None:
     root = logging.getLogger("spanqa")
-    if not root.handlers:
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         handler = _StderrHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         root.addHandler(handler)
