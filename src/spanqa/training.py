@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -266,10 +266,10 @@ def train(
     output_dir = Path(args.output_dir or "spanqa-model")
     checkpoint = _prepare_output_dir(output_dir, resume=resume, overwrite=overwrite, is_main=args.process_index == 0)
 
-    mapping = {k: v for k, v in vars(ColumnMapping.from_mapping(columns) if not isinstance(columns, ColumnMapping) else columns).items()}
+    column_map = columns if isinstance(columns, ColumnMapping) else ColumnMapping.from_mapping(columns)
     if no_answer_marker:
-        mapping["no_answer_marker"] = no_answer_marker
-    mapping = {k: v for k, v in mapping.items() if v is not None}
+        column_map = replace(column_map, no_answer_marker=no_answer_marker)
+    mapping = {k: v for k, v in vars(column_map).items() if v is not None}
     if train_data is None:
         train_data = sample_data_path("train")
         if eval_data is None:
@@ -283,7 +283,7 @@ def train(
     qa_model = load_qa_model(model, attention_dropout=args.attention_dropout)
     window.check_model_limit(tokenizer, getattr(qa_model.config, "max_position_embeddings", None))
     if "learning_rate" not in explicit:
-        args.learning_rate = _auto_learning_rate(qa_model.num_parameters())
+        args = replace(args, learning_rate=_auto_learning_rate(qa_model.num_parameters()))
         logger.info("learning rate %.0e (picked for a model of %.0fM parameters; set learning_rate to override)", args.learning_rate, qa_model.num_parameters() / 1e6)
 
     version_2 = args.version_2
@@ -303,10 +303,8 @@ def train(
         evaluator = QAEvaluator(eval_set.examples, eval_features, decode_config, version_2, args.eval_lang)
     else:
         logger.warning("no evaluation data: training without EM/F1 and keeping the last checkpoint")
-        args.eval_strategy = "no"  # type: ignore[assignment]
-        args.load_best_model_at_end = False
-        if args.save_strategy == "best":
-            args.save_strategy = "epoch"  # type: ignore[assignment]
+        save_strategy = "epoch" if args.save_strategy == "best" else args.save_strategy
+        args = replace(args, eval_strategy="no", load_best_model_at_end=False, save_strategy=save_strategy)
 
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
