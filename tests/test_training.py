@@ -336,3 +336,43 @@ def test_default_model_trains_saves_and_reloads(tmp_path):
     assert model.config.num_hidden_layers == 6
     again = evaluate(str(out), dev_set)
     assert again.metrics["f1"] == pytest.approx(result.metrics["f1"], abs=1e-9)
+
+
+def test_evaluation_keeps_window_order_with_length_grouped_training(tiny_bert_dir, sample_dev, tmp_path):
+    """transformers shuffles eval batches under group_by_length; spanqa's Trainer must not."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from spanqa.data import load_examples
+    from spanqa.features import WindowConfig, build_features
+    from spanqa.training import SpanQATrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    features = build_features(load_examples(sample_dev).examples, tokenizer, WindowConfig(128, 32))
+    dataset = features.to_dataset()
+    assert len(set(features.lengths.tolist())) > 5, "lengths vary, so grouping would reorder"
+    args = SpanQATrainingArguments(output_dir=str(tmp_path), train_sampling_strategy="group_by_length", report_to="none")
+    trainer = SpanQATrainer(model=AutoModelForQuestionAnswering.from_pretrained(tiny_bert_dir), args=args, processing_class=tokenizer, eval_dataset=dataset)
+    assert list(trainer._get_eval_sampler(dataset)) == list(range(len(dataset)))
+
+
+def test_evaluator_refuses_predictions_out_of_window_order(tiny_bert_dir, sample_dev):
+    from types import SimpleNamespace
+
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from spanqa.data import load_examples
+    from spanqa.decode import DecodeConfig
+    from spanqa.features import WindowConfig, build_features
+    from spanqa.training import QAEvaluator
+
+    examples = load_examples(sample_dev).examples
+    features = build_features(examples, AutoTokenizer.from_pretrained(tiny_bert_dir), WindowConfig(128, 32))
+    evaluator = QAEvaluator(examples, features, DecodeConfig(allow_impossible=True), version_2=True)
+    logits = np.zeros((len(features), int(features.lengths.max())))
+    in_order = SimpleNamespace(predictions=(logits, logits), label_ids=(features.start_positions, features.end_positions))
+    assert "f1" in evaluator(in_order)
+    shuffled = np.random.default_rng(0).permutation(len(features))
+    out_of_order = SimpleNamespace(predictions=(logits, logits), label_ids=(features.start_positions[shuffled], features.end_positions[shuffled]))
+    with pytest.raises(RuntimeError, match="not in the order"):
+        evaluator(out_of_order)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 from .config import SpanQAConfig
 from .data import ColumnMapping, MismatchPolicy, QADataset, QAExample, load_examples
@@ -30,6 +30,7 @@ from .features import Features, WindowConfig, build_features
 from .io import atomic_open, write_json
 
 __all__ = [
+    "SpanQATrainer",
     "SpanQATrainingArguments",
     "QAEvaluator",
     "TrainResult",
@@ -127,9 +128,41 @@ class QAEvaluator:
         from .evaluate import score_decoded
 
         start_logits, end_logits = eval_prediction.predictions[:2]
+        self._check_order(eval_prediction.label_ids)
         predictions = decode(self.examples, self.features, np.asarray(start_logits), np.asarray(end_logits), self.decode_config)
         report = score_decoded(self.examples, predictions, version_2=self.version_2, lang=self.lang)
         return {k: float(v) for k, v in report.metrics.items()}
+
+
+    def _check_order(self, label_ids: Any) -> None:
+        """Logits are matched to windows by position; the gathered labels prove the order held."""
+        if label_ids is None:
+            return
+        starts = np.asarray(label_ids[0] if isinstance(label_ids, (tuple, list)) else label_ids).reshape(-1)
+        if starts.shape[0] != len(self.features) or not np.array_equal(starts, self.features.start_positions):
+            raise RuntimeError(
+                "evaluation predictions are not in the order of the evaluation windows "
+                f"({starts.shape[0]} rows for {len(self.features)} windows); the eval sampler must be sequential"
+            )
+
+
+class SpanQATrainer(Trainer):
+    """:class:`~transformers.Trainer` whose evaluation keeps the dataset order.
+
+    transformers applies ``train_sampling_strategy="group_by_length"`` to
+    evaluation too, which shuffles windows; QA decoding maps logits back to
+    windows by position, so evaluation stays sequential (distributed runs keep
+    Trainer's own ordered sharding).
+    """
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_eval_sampler(eval_dataset)
+        from torch.utils.data import SequentialSampler
+
+        if eval_dataset is None or self.args.world_size > 1:
+            return None
+        return SequentialSampler(eval_dataset)
 
 
 @dataclass
@@ -306,12 +339,12 @@ def train(
         save_strategy = "epoch" if args.save_strategy == "best" else args.save_strategy
         args = replace(args, eval_strategy="no", load_best_model_at_end=False, save_strategy=save_strategy)
 
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
     callbacks = list(callbacks or [])
     if args.early_stopping_patience and eval_set is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
-    trainer = Trainer(
+    trainer = SpanQATrainer(
         model=qa_model,
         args=args,
         train_dataset=train_features.to_dataset(with_labels=True),
