@@ -194,11 +194,7 @@ class Reader:
         out: list[ExamplePrediction] = []
         for lo in range(0, len(examples), chunk_size):
             chunk = examples[lo : lo + chunk_size]
-            features = self.features(chunk)
-            decoder = SpanDecoder(chunk, features, config)
-            for rows, start, end in self.logits(features):
-                decoder.add(rows, start, end)
-            out.extend(decoder.finalize())
+            out.extend(self._decode(chunk, config))
             bar.update(len(chunk))
         bar.close()
         return out
@@ -245,15 +241,19 @@ class Reader:
             max_answer_length=int(max(limits.max(), self.config.max_answer_length)),
             allow_impossible=False,
         )
-        features = self.features(examples)
-        decoder = SpanDecoder(examples, features, config, max_answer_lengths=limits)
-        for rows, start, end in self.logits(features):
-            decoder.add(rows, start, end)
-        per_document = decoder.finalize()
+        per_document = self._decode(examples, config, limits)
         grouped: list[list[tuple[int, ExamplePrediction]]] = [[] for _ in requests]
         for (r, d), prediction in zip(owners, per_document):
             grouped[r].append((d, prediction))
         return [self._rank(request, grouped[r]) for r, request in enumerate(requests)]
+
+    def _decode(self, examples: Sequence[QAExample], config: DecodeConfig, max_answer_lengths: np.ndarray | None = None) -> list[ExamplePrediction]:
+        """The one inference path: windows, model, decode."""
+        features = self.features(examples)
+        decoder = SpanDecoder(examples, features, config, max_answer_lengths=max_answer_lengths)
+        for rows, start, end in self.logits(features):
+            decoder.add(rows, start, end)
+        return decoder.finalize()
 
     def _rank(self, request: QARequest, documents: list[tuple[int, ExamplePrediction]]) -> ReaderResult:
         """Pool every document's candidates, normalise them with the null answer, keep top_k."""

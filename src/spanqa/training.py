@@ -466,26 +466,27 @@ def _final_evaluation(
     On v2 data the null threshold that maximises F1 is tuned here and saved,
     and the headline metrics are those at the tuned threshold.
     """
-    from .evaluate import score_decoded, threshold_metrics, tune_null_threshold, with_null_threshold, write_prediction_files
+    from .evaluate import evaluate
     from .reader import Reader
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     reader = Reader(model, tokenizer, config, device=str(next(model.parameters()).device), batch_size=args.per_device_eval_batch_size)
-    predictions = reader.predict_examples(eval_set.examples, decode_config)
-    metrics: dict[str, Any]
-    if decode_config.allow_impossible and args.tune_null_threshold:
-        tuning = tune_null_threshold(eval_set.examples, predictions, default_threshold=0.0, lang=args.eval_lang)
-        config.null_threshold = tuning.threshold
-        predictions = with_null_threshold(predictions, tuning.threshold)
-        metrics = threshold_metrics(tuning)
+    version_2 = decode_config.allow_impossible
+    result = evaluate(
+        reader,
+        eval_set,
+        output_dir=output_dir / "eval",
+        version_2=version_2,
+        lang=args.eval_lang,
+        tune_threshold=version_2 and args.tune_null_threshold,
+    )
+    if result.tuning is not None:
+        config.null_threshold = result.tuning.threshold
         logger.info(
             "no-answer threshold tuned on the eval data: %.4f (F1 %.2f -> %.2f)",
-            tuning.threshold, tuning.default_metrics["f1"], tuning.tuned_metrics["f1"],
+            result.tuning.threshold, result.tuning.default_metrics["f1"], result.tuning.tuned_metrics["f1"],
         )
-    else:
-        report = score_decoded(eval_set.examples, predictions, version_2=decode_config.allow_impossible, lang=args.eval_lang)
-        metrics = {k: float(v) for k, v in report.metrics.items()}
-    write_prediction_files(output_dir / "eval", predictions, metrics, version_2=decode_config.allow_impossible)
+    metrics = result.metrics
     write_json(output_dir / "metrics.json", metrics)
     model.train()
     return metrics
