@@ -79,15 +79,46 @@ def build_byte_bpe(vocab_size: int = 1000):
     )
 
 
-def build_sentencepiece(vocab_size: int = 1000):
+# Unicode blocks of the XQuAD languages' scripts: Latin, Greek, Cyrillic, Arabic, Devanagari,
+# general and CJK punctuation, CJK ideographs, full-width forms.
+SCRIPT_BLOCKS = [(0x20, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x600, 0x6FF), (0x900, 0x97F),
+                 (0x2000, 0x206F), (0x3000, 0x303F), (0x4E00, 0x9FFF), (0xFF00, 0xFFEF)]
+
+
+def build_sentencepiece(vocab_size: int = 1000, multilingual: bool = False):
+    """A SentencePiece unigram trained on the sample data.
+
+    ``multilingual`` configures it as production multilingual SentencePiece
+    models are (Llama/Gemma style): every character of the SCRIPT_BLOCKS is in
+    the alphabet, anything else falls back to bytes (instead of one ``<unk>``
+    fused over a run of unseen characters), pieces never cross a change of
+    script, and digits are split one by one.
+    """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import XLMRobertaTokenizerFast
 
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    if multilingual:  # SentencePiece's split_by_unicode_script and split_digits
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.UnicodeScripts(),
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.Metaspace(prepend_scheme="first"),
+        ])
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator(_corpus(), trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIALS_ROBERTA, unk_token="<unk>"))
+    alphabet = [chr(c) for lo, hi in SCRIPT_BLOCKS for c in range(lo, hi + 1)] if multilingual else []
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size + len(alphabet), special_tokens=SPECIALS_ROBERTA, unk_token="<unk>", initial_alphabet=alphabet
+    )
+    tok.train_from_iterator(_corpus(), trainer)
+    if multilingual:
+        spec = json.loads(tok.to_str())
+        known = {piece for piece, _ in spec["model"]["vocab"]}
+        spec["model"]["vocab"] += [[f"<0x{b:02X}>", -100.0] for b in range(256) if f"<0x{b:02X}>" not in known]
+        spec["model"]["byte_fallback"] = True
+        tok = Tokenizer.from_str(json.dumps(spec))
     bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
