@@ -119,6 +119,27 @@ def test_check_several_files_and_max_problems(tmp_path, tok_dir):
     assert "... and 1 more (--max-problems to see them)" in result.stdout
 
 
+def test_check_lists_answers_that_start_or_end_inside_a_word(tmp_path, tok_dir):
+    squad = {"version": "v2.0", "data": [{"title": "t", "paragraphs": [
+        {"context": "The squid grabs prey with its neTentakel and covers 2,700,000 sq mi. 东京大学很大。",
+         "qas": [
+             {"id": "typo", "question": "With what?", "answers": [{"text": "Tentakel", "answer_start": 32}], "is_impossible": False},
+             {"id": "cut", "question": "How much?", "answers": [{"text": "2,70", "answer_start": 52}], "is_impossible": False},
+             {"id": "fine", "question": "What?", "answers": [{"text": "prey", "answer_start": 16}], "is_impossible": False},
+             {"id": "cjk", "question": "Which?", "answers": [{"text": "大学", "answer_start": 71}], "is_impossible": False},
+         ]}]}]}
+    path = tmp_path / "typos.json"
+    path.write_text(json.dumps(squad, ensure_ascii=False), encoding="utf-8")
+    result = runner.invoke(app, ["data", "check", str(path), "--model", tok_dir])
+    assert result.exit_code == 0, result.output
+    assert "answers that start or end inside a word (can match exactly only if the tokenizer splits there): 2" in result.stdout
+    assert "id typo: answer 'Tentakel' in 'ne[Tentakel]'" in result.stdout
+    assert "id cut: answer '2,70' in '[2,70]0,000'" in result.stdout
+    assert "id fine" not in result.stdout and "id cjk" not in result.stdout  # CJK has no spaces: any character may start a word
+    (summary,) = json.loads(runner.invoke(app, ["data", "check", str(path), "--model", tok_dir, "--json"]).stdout)
+    assert [line.split(":")[0] for line in summary["answers_inside_words"]] == ["id typo", "id cut"]
+
+
 @needs_shared(SUBJQA)
 def test_check_subjqa(tok_dir):
     result = runner.invoke(app, ["data", "check", str(SUBJQA_TRAIN), *mapping_args(""), "--model", tok_dir])

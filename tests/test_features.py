@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import string
-import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from conftest import XQUAD, build_sentencepiece, needs_shared
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spanqa.data import Answer, QAExample, load_examples
+from spanqa.data import Answer, QAExample, load_examples, splits_word
 from spanqa.decode import _tidy
 from spanqa.errors import ConfigError, SpanQAError
 from spanqa.features import SPECIAL_TOKEN_ROOM, WindowConfig, build_features, context_first
@@ -381,14 +380,6 @@ def _round_trip(examples, tokenizer, config: WindowConfig) -> dict[str, object]:
     return {"counts": counts, "problems": problems, "boundary": boundary_examples, "boundary_cases": boundary_cases}
 
 
-def _inside_word(text: str, pos: int) -> bool:
-    """True when ``pos`` splits a word of a spaced script (letters, digits or marks on both sides)."""
-    if not 0 < pos < len(text):
-        return False
-    pair = text[pos - 1], text[pos]
-    return all(unicodedata.category(c)[0] in "LNM" and "CJK" not in unicodedata.name(c, "") for c in pair)
-
-
 @pytest.fixture(scope="module")
 def round_trip_tokenizers():
     from spanqa.models import load_tokenizer
@@ -427,7 +418,7 @@ def test_xquad_answers_round_trip_from_labels(round_trip_tokenizers):
                 failures.append((lang, name, result["problems"][:5]))
             for ex_id, text, cut, a_start, a_end in result["boundary_cases"]:
                 context = next(ex.context for ex in examples if ex.id == ex_id)
-                in_word = (cut[0] == a_start or _inside_word(context, a_start)) and (cut[1] == a_end or _inside_word(context, a_end))
+                in_word = (cut[0] == a_start or splits_word(context, a_start)) and (cut[1] == a_end or splits_word(context, a_end))
                 in_word_cases.append(f"{lang} {name}: gold {text!r} inside {context[cut[0]:cut[1]]!r}")
                 if name == "sentencepiece" or not in_word:
                     failures.append((lang, name, [(ex_id, text, context[cut[0]:cut[1]])]))

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "save_examples",
     "parse_columns",
     "split_by_title",
+    "splits_word",
 ]
 
 logger = logging.getLogger(__name__)
@@ -452,6 +454,25 @@ def _flat_rows(records: Iterable[Mapping[str, Any]], path: Path, mapping: Column
             )
         )
     return rows
+
+
+# Scripts written without spaces between words: every character boundary is a word boundary.
+_UNSPACED_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "THAI", "LAO", "KHMER", "MYANMAR", "TIBETAN")
+
+
+def splits_word(text: str, pos: int) -> bool:
+    """Whether a cut at ``pos`` falls inside a word of a spaced script (letters, digits or marks on both sides).
+
+    An answer that starts or ends there ('Tentakel' in 'neTentakel', '2,70' in
+    '2,700') is usually a typo in the text or a truncated annotation; a model
+    that predicts whole tokens can only match it if the tokenizer splits there.
+    """
+    if not 0 < pos < len(text):
+        return False
+    return all(
+        unicodedata.category(c)[0] in "LNM" and not unicodedata.name(c, "").startswith(_UNSPACED_SCRIPTS)
+        for c in (text[pos - 1], text[pos])
+    )
 
 
 def _strip_marker(context: str, marker: str) -> str:

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data import QADataset
+from .data import QADataset, QAExample, splits_word
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["DataSummary", "summarize"]
+__all__ = ["DataSummary", "answers_inside_words", "summarize"]
 
 
 @dataclass
@@ -29,6 +29,7 @@ class DataSummary:
     examples_skipped: int
     policy: str
     problems: list[str] = field(default_factory=list)
+    answers_inside_words: list[str] = field(default_factory=list)
     question_tokens: dict[str, float] = field(default_factory=dict)
     context_tokens: dict[str, float] = field(default_factory=dict)
     answer_tokens: dict[str, float] = field(default_factory=dict)
@@ -66,11 +67,36 @@ class DataSummary:
             f"  answers checked against offsets: {self.answers_checked}; disagreeing: {self.answers_mismatched} "
             f"(policy {self.policy!r}: {self.answers_repaired} repaired, {self.examples_skipped} examples skipped)"
         )
-        for problem in self.problems[:max_problems]:
-            out.append(f"    {problem}")
-        if len(self.problems) > max_problems:
-            out.append(f"    ... and {len(self.problems) - max_problems} more (--max-problems to see them)")
+        out.extend(_listed(self.problems, max_problems))
+        if self.answers_inside_words:
+            out.append(
+                f"  answers that start or end inside a word (can match exactly only if the tokenizer splits there): "
+                f"{len(self.answers_inside_words)}"
+            )
+            out.extend(_listed(self.answers_inside_words, max_problems))
         return out
+
+
+def _listed(items: list[str], limit: int) -> list[str]:
+    out = [f"    {item}" for item in items[:limit]]
+    if len(items) > limit:
+        out.append(f"    ... and {len(items) - limit} more (--max-problems to see them)")
+    return out
+
+
+def answers_inside_words(examples: list[QAExample]) -> list[str]:
+    """Each gold answer whose first or last character continues a word of the context, shown in place."""
+    found = []
+    for ex in examples:
+        for answer in ex.answers:
+            text = answer.text.strip()
+            start = answer.start + len(answer.text) - len(answer.text.lstrip())
+            end = start + len(text)
+            if splits_word(ex.context, start) or splits_word(ex.context, end):
+                left = ex.context[max(0, start - 12) : start].rsplit(" ", 1)[-1]
+                right = ex.context[end : end + 12].split(" ", 1)[0]
+                found.append(f"id {ex.id}: answer {text!r} in '{left}[{text}]{right}'")
+    return found
 
 
 def _stats(values: list[int]) -> dict[str, float]:
@@ -103,6 +129,7 @@ def summarize(dataset: QADataset, tokenizer: PreTrainedTokenizerBase | None = No
         examples_skipped=dataset.examples_skipped,
         policy=dataset.policy,
         problems=[str(p) for p in dataset.problems],
+        answers_inside_words=answers_inside_words(examples),
     )
     if tokenizer is not None:
         contexts = list(dict.fromkeys(ex.context for ex in examples))
