@@ -252,12 +252,15 @@ def test_same_scores_as_reference_recipe(trained_elsewhere, dev_v1, tmp_path):
     theirs = official_v1(records, ref_predictions)
 
     print(f"\nspanqa EM {ours.metrics['exact_match']:.2f} F1 {ours.metrics['f1']:.2f}; reference EM {theirs['exact_match']:.2f} F1 {theirs['f1']:.2f}")
-    assert ours.metrics["exact_match"] == pytest.approx(theirs["exact_match"], abs=0.1)
-    assert ours.metrics["f1"] == pytest.approx(theirs["f1"], abs=0.1)
     assert theirs["f1"] > 0.0, "the checkpoint learnt something, so the comparison means something"
     written = json.loads((tmp_path / "eval" / "predictions.json").read_text(encoding="utf-8"))
-    same = sum(written[qid] == text.strip() for qid, text in ref_predictions.items())
-    assert same >= len(records) - 1
+    differ = [qid for qid, text in ref_predictions.items() if written[qid] != text.strip()]
+    # The reference pads every window to max_length, spanqa pads per batch: float rounding may
+    # flip one near-tied answer of this barely trained model, and only by that question's share.
+    assert len(differ) <= 1, differ
+    share = 100.0 * len(differ) / len(records)
+    assert ours.metrics["exact_match"] == pytest.approx(theirs["exact_match"], abs=share + 1e-9)
+    assert ours.metrics["f1"] == pytest.approx(theirs["f1"], abs=share + 1e-9)
 
 
 def test_cli_evaluate_writes_files(tiny_bert_dir, sample_dev, tmp_path):
