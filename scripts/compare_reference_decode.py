@@ -2,8 +2,8 @@
 """Train the default 'minilm' model with the plain Hugging Face recipe, then score it twice.
 
 1. Fine-tune with ``transformers.Trainer`` on XQuAD-en articles 1-36, using the
-   question-answering notebook's preprocessing (written out below; no spanqa
-   training code), and save the checkpoint to ``--out``.
+   question-answering notebook's preprocessing (``tests/reference_recipe.py``; no
+   spanqa training code), and save the checkpoint to ``--out``.
 2. Evaluate articles 37-48 with ``spanqa.evaluate`` and with the notebook's
    reference path (its validation features, ``Trainer.predict``, its n-best
    post-processing with n_best 20 / max_answer_length 30, and the official SQuAD
@@ -20,171 +20,57 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import re
-import string
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "xquad" / "xquad.en.json"
 
+sys.path.insert(0, str(ROOT / "tests"))
+import reference_recipe  # noqa: E402  (tests/reference_recipe.py: the notebook and official-script oracles)
 
-# --------------------------------------------------------------------------- notebook preprocessing
+
+# --------------------------------------------------------------------------- the reference recipe
+# The notebook's preprocessing and post-processing and the official SQuAD v1.1 scoring live once, in
+# tests/reference_recipe.py; these wrappers take and give the ``datasets``-style column dicts used here.
 
 
 def prepare_train_features(examples, tokenizer, max_length, doc_stride):
-    pad_on_right = tokenizer.padding_side == "right"
-    examples["question"] = [q.lstrip() for q in examples["question"]]
-    tokenized_examples = tokenizer(
-        examples["question" if pad_on_right else "context"],
-        examples["context" if pad_on_right else "question"],
-        truncation="only_second" if pad_on_right else "only_first",
-        max_length=max_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding="max_length",
-    )
-    sample_mapping = tokenized_examples.pop("overflow_to_sample_mapping")
-    offset_mapping = tokenized_examples.pop("offset_mapping")
-    tokenized_examples["start_positions"] = []
-    tokenized_examples["end_positions"] = []
-    for i, offsets in enumerate(offset_mapping):
-        input_ids = tokenized_examples["input_ids"][i]
-        cls_index = input_ids.index(tokenizer.cls_token_id)
-        sequence_ids = tokenized_examples.sequence_ids(i)
-        sample_index = sample_mapping[i]
-        answers = examples["answers"][sample_index]
-        if len(answers["answer_start"]) == 0:
-            tokenized_examples["start_positions"].append(cls_index)
-            tokenized_examples["end_positions"].append(cls_index)
-        else:
-            start_char = answers["answer_start"][0]
-            end_char = start_char + len(answers["text"][0])
-            token_start_index = 0
-            while sequence_ids[token_start_index] != (1 if pad_on_right else 0):
-                token_start_index += 1
-            token_end_index = len(input_ids) - 1
-            while sequence_ids[token_end_index] != (1 if pad_on_right else 0):
-                token_end_index -= 1
-            if not (offsets[token_start_index][0] <= start_char and offsets[token_end_index][1] >= end_char):
-                tokenized_examples["start_positions"].append(cls_index)
-                tokenized_examples["end_positions"].append(cls_index)
-            else:
-                while token_start_index < len(offsets) and offsets[token_start_index][0] <= start_char:
-                    token_start_index += 1
-                tokenized_examples["start_positions"].append(token_start_index - 1)
-                while offsets[token_end_index][1] >= end_char:
-                    token_end_index -= 1
-                tokenized_examples["end_positions"].append(token_end_index + 1)
-    return tokenized_examples
+    """The notebook's ``prepare_train_features`` on a ``datasets.map`` batch (first gold answer; none -> CLS)."""
+    answers = [
+        {"text": a["text"][0], "answer_start": a["answer_start"][0]} if len(a["answer_start"]) > 0 else None for a in examples["answers"]
+    ]
+    return reference_recipe.prepare_train_features(tokenizer, examples["question"], examples["context"], answers, max_length, doc_stride)
 
 
 def prepare_validation_features(examples, tokenizer, max_length, doc_stride):
-    pad_on_right = tokenizer.padding_side == "right"
-    examples["question"] = [q.lstrip() for q in examples["question"]]
-    tokenized_examples = tokenizer(
-        examples["question" if pad_on_right else "context"],
-        examples["context" if pad_on_right else "question"],
-        truncation="only_second" if pad_on_right else "only_first",
-        max_length=max_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding="max_length",
+    """The notebook's ``prepare_validation_features`` on a ``datasets.map`` batch: adds example_id, masks offsets."""
+    tokenized, features = reference_recipe.prepare_validation_features(
+        tokenizer, examples["id"], examples["question"], examples["context"], max_length, doc_stride
     )
-    sample_mapping = tokenized_examples.pop("overflow_to_sample_mapping")
-    tokenized_examples["example_id"] = []
-    for i in range(len(tokenized_examples["input_ids"])):
-        sequence_ids = tokenized_examples.sequence_ids(i)
-        context_index = 1 if pad_on_right else 0
-        sample_index = sample_mapping[i]
-        tokenized_examples["example_id"].append(examples["id"][sample_index])
-        tokenized_examples["offset_mapping"][i] = [
-            (o if sequence_ids[k] == context_index else None) for k, o in enumerate(tokenized_examples["offset_mapping"][i])
-        ]
-    return tokenized_examples
+    tokenized["offset_mapping"] = [f["offset_mapping"] for f in features]
+    tokenized["example_id"] = [f["example_id"] for f in features]
+    return tokenized
 
 
 def postprocess_qa_predictions(examples, features, all_start_logits, all_end_logits, tokenizer, n_best_size=20, max_answer_length=30):
-    """The notebook's post-processing (SQuAD v1: the best valid span among top starts x top ends)."""
-    example_id_to_index = {k: i for i, k in enumerate(examples["id"])}
-    features_per_example = collections.defaultdict(list)
-    for i, feature in enumerate(features):
-        features_per_example[example_id_to_index[feature["example_id"]]].append(i)
-    predictions = collections.OrderedDict()
-    for example_index in range(len(examples["id"])):
-        feature_indices = features_per_example[example_index]
-        valid_answers = []
-        context = examples["context"][example_index]
-        for feature_index in feature_indices:
-            start_logits = all_start_logits[feature_index]
-            end_logits = all_end_logits[feature_index]
-            offset_mapping = features[feature_index]["offset_mapping"]
-            start_indexes = np.argsort(start_logits)[-1 : -n_best_size - 1 : -1].tolist()
-            end_indexes = np.argsort(end_logits)[-1 : -n_best_size - 1 : -1].tolist()
-            for start_index in start_indexes:
-                for end_index in end_indexes:
-                    if (
-                        start_index >= len(offset_mapping)
-                        or end_index >= len(offset_mapping)
-                        or offset_mapping[start_index] is None
-                        or offset_mapping[end_index] is None
-                    ):
-                        continue
-                    if end_index < start_index or end_index - start_index + 1 > max_answer_length:
-                        continue
-                    start_char = offset_mapping[start_index][0]
-                    end_char = offset_mapping[end_index][1]
-                    valid_answers.append({"score": start_logits[start_index] + end_logits[end_index], "text": context[start_char:end_char]})
-        if len(valid_answers) > 0:
-            best_answer = sorted(valid_answers, key=lambda x: x["score"], reverse=True)[0]
-        else:
-            best_answer = {"text": "", "score": 0.0}
-        predictions[examples["id"][example_index]] = best_answer["text"]
-    return predictions
-
-
-# --------------------------------------------------------------------------- official SQuAD v1.1 scoring
-
-
-def normalize_answer(s: str) -> str:
-    def remove_articles(text):
-        return re.sub(r"\b(a|an|the)\b", " ", text)
-
-    def white_space_fix(text):
-        return " ".join(text.split())
-
-    def remove_punc(text):
-        exclude = set(string.punctuation)
-        return "".join(ch for ch in text if ch not in exclude)
-
-    return white_space_fix(remove_articles(remove_punc(s.lower())))
-
-
-def f1_score(prediction: str, ground_truth: str) -> float:
-    prediction_tokens = normalize_answer(prediction).split()
-    ground_truth_tokens = normalize_answer(ground_truth).split()
-    common = collections.Counter(prediction_tokens) & collections.Counter(ground_truth_tokens)
-    num_same = sum(common.values())
-    if num_same == 0:
-        return 0.0
-    precision = 1.0 * num_same / len(prediction_tokens)
-    recall = 1.0 * num_same / len(ground_truth_tokens)
-    return (2 * precision * recall) / (precision + recall)
+    """The notebook's post-processing (SQuAD v1: the best valid span among top starts x top ends), id -> text."""
+    records = [{"id": qid, "context": context} for qid, context in zip(examples["id"], examples["context"])]
+    windows = [
+        {"example_id": f["example_id"], "cls_index": f["input_ids"].index(tokenizer.cls_token_id), "offset_mapping": f["offset_mapping"]}
+        for f in features
+    ]
+    predictions = reference_recipe.reference_postprocess(
+        records, windows, all_start_logits, all_end_logits, n_best_size, max_answer_length, squad_v2=False, drop_blank=False
+    )
+    return collections.OrderedDict((qid, p["text"]) for qid, p in predictions.items())
 
 
 def official_scores(examples, predictions) -> dict[str, float]:
-    exact = f1 = 0.0
-    for qid, answers in zip(examples["id"], examples["answers"]):
-        golds = answers["text"]
-        exact += max(float(normalize_answer(predictions[qid]) == normalize_answer(g)) for g in golds)
-        f1 += max(f1_score(predictions[qid], g) for g in golds)
-    total = len(examples["id"])
-    return {"exact_match": 100.0 * exact / total, "f1": 100.0 * f1 / total}
+    """The official SQuAD v1.1 EM/F1 of ``predictions`` (id -> text) on the column dict ``examples``."""
+    qas = [{"id": qid, "answers": [{"text": t} for t in answers["text"]]} for qid, answers in zip(examples["id"], examples["answers"])]
+    return reference_recipe.ref_v1_evaluate([{"paragraphs": [{"qas": qas}]}], predictions)
 
 
 # --------------------------------------------------------------------------- data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import unicodedata
 from types import SimpleNamespace
 
@@ -11,77 +10,14 @@ import pytest
 from conftest import build_wordpiece
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference_recipe import reference_postprocess
 
 from spanqa.data import Answer, QAExample, load_examples
 from spanqa.decode import DecodeConfig, SpanDecoder, _tidy, decode
 from spanqa.errors import ConfigError
 from spanqa.features import Features, WindowConfig, build_features
 
-# --------------------------------------------------------------------------- the reference
-
-
-def reference_postprocess(examples, features, all_start_logits, all_end_logits, n_best_size=20, max_answer_length=30, squad_v2=False):
-    """``postprocess_qa_predictions`` of the Hugging Face question-answering notebook.
-
-    ``examples`` are dicts with id/context; ``features`` dicts with example_id,
-    input_ids, cls_index and offset_mapping (None where the token is not
-    context). Returns, per example id, the answer text plus the best candidate
-    (score, char span) and the null score for the comparisons. The null score is
-    the minimum over the example's features, as the notebook intends.
-    """
-    example_id_to_index = {k["id"]: i for i, k in enumerate(examples)}
-    features_per_example = collections.defaultdict(list)
-    for i, feature in enumerate(features):
-        features_per_example[example_id_to_index[feature["example_id"]]].append(i)
-
-    predictions = collections.OrderedDict()
-    for example_index, example in enumerate(examples):
-        feature_indices = features_per_example[example_index]
-        min_null_score = None
-        valid_answers = []
-        context = example["context"]
-        for feature_index in feature_indices:
-            start_logits = all_start_logits[feature_index]
-            end_logits = all_end_logits[feature_index]
-            offset_mapping = features[feature_index]["offset_mapping"]
-            cls_index = features[feature_index]["cls_index"]
-            feature_null_score = start_logits[cls_index] + end_logits[cls_index]
-            if min_null_score is None or feature_null_score < min_null_score:
-                min_null_score = feature_null_score
-            start_indexes = np.argsort(start_logits)[-1 : -n_best_size - 1 : -1].tolist()
-            end_indexes = np.argsort(end_logits)[-1 : -n_best_size - 1 : -1].tolist()
-            for start_index in start_indexes:
-                for end_index in end_indexes:
-                    if (
-                        start_index >= len(offset_mapping)
-                        or end_index >= len(offset_mapping)
-                        or offset_mapping[start_index] is None
-                        or offset_mapping[end_index] is None
-                    ):
-                        continue
-                    if end_index < start_index or end_index - start_index + 1 > max_answer_length:
-                        continue
-                    start_char = offset_mapping[start_index][0]
-                    end_char = offset_mapping[end_index][1]
-                    valid_answers.append(
-                        {
-                            "score": start_logits[start_index] + end_logits[end_index],
-                            "text": context[start_char:end_char],
-                            "span": (start_char, end_char),
-                        }
-                    )
-        # spanqa never answers whitespace (e.g. SentencePiece's lone '▁' token); neither does this copy.
-        valid_answers = [a for a in valid_answers if a["text"].strip()]
-        if len(valid_answers) > 0:
-            best_answer = sorted(valid_answers, key=lambda x: x["score"], reverse=True)[0]
-        else:
-            best_answer = {"text": "", "score": 0.0, "span": None}
-        if not squad_v2:
-            text = best_answer["text"]
-        else:
-            text = best_answer["text"] if best_answer["score"] > min_null_score else ""
-        predictions[example["id"]] = {"text": text, "best": best_answer, "null": min_null_score, "found": bool(valid_answers)}
-    return predictions
+# --------------------------------------------------------------------------- the notebook layout (reference: tests/reference_recipe.py)
 
 
 def notebook_features(examples, features: Features, tokenizer):

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import collections
 import json
-import re
 import shutil
-import string
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_decode import reference_postprocess
+from reference_recipe import prepare_train_features, prepare_validation_features, ref_v1_evaluate, reference_postprocess
 
 from spanqa.data import load_examples
 from spanqa.evaluate import evaluate
@@ -21,83 +18,7 @@ from spanqa.metrics import score_predictions
 
 MAX_LENGTH, STRIDE = 128, 32
 
-# --------------------------------------------------------------------------- the reference recipe (HF notebook)
-
-
-def prepare_train_features(tokenizer, questions, contexts, answers, max_length=MAX_LENGTH, stride=STRIDE):
-    """The notebook's ``prepare_train_features``, on plain lists."""
-    questions = [q.lstrip() for q in questions]
-    tokenized = tokenizer(
-        questions,
-        contexts,
-        truncation="only_second",
-        max_length=max_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding="max_length",
-    )
-    sample_mapping = tokenized.pop("overflow_to_sample_mapping")
-    offset_mapping = tokenized.pop("offset_mapping")
-    starts, ends = [], []
-    for i, offsets in enumerate(offset_mapping):
-        input_ids = tokenized["input_ids"][i]
-        cls_index = input_ids.index(tokenizer.cls_token_id)
-        sequence_ids = tokenized.sequence_ids(i)
-        answer = answers[sample_mapping[i]]
-        if answer is None:
-            starts.append(cls_index)
-            ends.append(cls_index)
-            continue
-        start_char = answer["answer_start"]
-        end_char = start_char + len(answer["text"])
-        token_start_index = 0
-        while sequence_ids[token_start_index] != 1:
-            token_start_index += 1
-        token_end_index = len(input_ids) - 1
-        while sequence_ids[token_end_index] != 1:
-            token_end_index -= 1
-        if not (offsets[token_start_index][0] <= start_char and offsets[token_end_index][1] >= end_char):
-            starts.append(cls_index)
-            ends.append(cls_index)
-        else:
-            while token_start_index < len(offsets) and offsets[token_start_index][0] <= start_char:
-                token_start_index += 1
-            starts.append(token_start_index - 1)
-            while offsets[token_end_index][1] >= end_char:
-                token_end_index -= 1
-            ends.append(token_end_index + 1)
-    tokenized["start_positions"] = starts
-    tokenized["end_positions"] = ends
-    return tokenized
-
-
-def prepare_validation_features(tokenizer, ids, questions, contexts, max_length=MAX_LENGTH, stride=STRIDE):
-    """The notebook's ``prepare_validation_features``: offsets None outside the context."""
-    questions = [q.lstrip() for q in questions]
-    tokenized = tokenizer(
-        questions,
-        contexts,
-        truncation="only_second",
-        max_length=max_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding="max_length",
-    )
-    sample_mapping = tokenized.pop("overflow_to_sample_mapping")
-    features = []
-    for i in range(len(tokenized["input_ids"])):
-        sequence_ids = tokenized.sequence_ids(i)
-        features.append(
-            {
-                "example_id": ids[sample_mapping[i]],
-                "input_ids": tokenized["input_ids"][i],
-                "cls_index": tokenized["input_ids"][i].index(tokenizer.cls_token_id),
-                "offset_mapping": [o if sequence_ids[k] == 1 else None for k, o in enumerate(tokenized["offset_mapping"][i])],
-            }
-        )
-    return tokenized, features
+# --------------------------------------------------------------------------- data (reference recipe: tests/reference_recipe.py)
 
 
 def squad_records(path: Path, answerable_only: bool = False) -> list[dict]:
@@ -110,33 +31,6 @@ def squad_records(path: Path, answerable_only: bool = False) -> list[dict]:
                     continue
                 records.append({"id": qa["id"], "question": qa["question"], "context": paragraph["context"], "answers": qa["answers"]})
     return records
-
-
-# Official SQuAD v1.1 evaluation script definitions.
-def _normalize_answer(s: str) -> str:
-    s = s.lower()
-    s = "".join(ch for ch in s if ch not in set(string.punctuation))
-    s = re.sub(r"\b(a|an|the)\b", " ", s)
-    return " ".join(s.split())
-
-
-def _f1(prediction: str, ground_truth: str) -> float:
-    p, g = _normalize_answer(prediction).split(), _normalize_answer(ground_truth).split()
-    same = sum((collections.Counter(p) & collections.Counter(g)).values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(p), same / len(g)
-    return 2 * precision * recall / (precision + recall)
-
-
-def official_v1(records: list[dict], predictions: dict[str, str]) -> dict[str, float]:
-    em = f1 = 0.0
-    for r in records:
-        golds = [a["text"] for a in r["answers"]]
-        pred = predictions[r["id"]]
-        em += max(float(_normalize_answer(pred) == _normalize_answer(g)) for g in golds)
-        f1 += max(_f1(pred, g) for g in golds)
-    return {"exact_match": 100.0 * em / len(records), "f1": 100.0 * f1 / len(records)}
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -169,7 +63,7 @@ def trained_elsewhere(tmp_path_factory, tiny_bert_dir, sample_train) -> Path:
     model = AutoModelForQuestionAnswering.from_pretrained(folder)
     records = squad_records(sample_train, answerable_only=True)
     answers = [{"text": r["answers"][0]["text"], "answer_start": r["answers"][0]["answer_start"]} for r in records]
-    features = prepare_train_features(tokenizer, [r["question"] for r in records], [r["context"] for r in records], answers)
+    features = prepare_train_features(tokenizer, [r["question"] for r in records], [r["context"] for r in records], answers, MAX_LENGTH, STRIDE)
     columns = ["input_ids", "token_type_ids", "attention_mask", "start_positions", "end_positions"]
     tensors = {c: torch.tensor(features[c]) for c in columns}
     n = len(tensors["input_ids"])
@@ -239,7 +133,9 @@ def test_same_scores_as_reference_recipe(trained_elsewhere, dev_v1, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(trained_elsewhere)
     model = AutoModelForQuestionAnswering.from_pretrained(trained_elsewhere).eval()
     records = squad_records(dev_v1)
-    tokenized, features = prepare_validation_features(tokenizer, [r["id"] for r in records], [r["question"] for r in records], [r["context"] for r in records])
+    tokenized, features = prepare_validation_features(
+        tokenizer, [r["id"] for r in records], [r["question"] for r in records], [r["context"] for r in records], MAX_LENGTH, STRIDE
+    )
     starts, ends = [], []
     with torch.no_grad():
         for lo in range(0, len(features), 32):
@@ -249,7 +145,7 @@ def test_same_scores_as_reference_recipe(trained_elsewhere, dev_v1, tmp_path):
             ends.append(out.end_logits.numpy())
     reference = reference_postprocess(records, features, np.concatenate(starts), np.concatenate(ends), n_best_size=20, max_answer_length=30)
     ref_predictions = {qid: r["text"] for qid, r in reference.items()}
-    theirs = official_v1(records, ref_predictions)
+    theirs = ref_v1_evaluate([{"paragraphs": [{"qas": records}]}], ref_predictions)  # official v1.1 score
 
     print(f"\nspanqa EM {ours.metrics['exact_match']:.2f} F1 {ours.metrics['f1']:.2f}; reference EM {theirs['exact_match']:.2f} F1 {theirs['f1']:.2f}")
     assert theirs["f1"] > 0.0, "the checkpoint learnt something, so the comparison means something"

@@ -1,11 +1,12 @@
 """Stage 5 metrics: spanqa's scores against an independent scalar reference of the official scripts.
 
-The reference below is a plain, dict-and-loop re-statement of the official SQuAD
-evaluation scripts (``evaluate-v2.0.py`` and ``evaluate-v1.1.py``) and of MLQA's
-language-aware normalisation (``mlqa_evaluation_v1.py``). It deliberately shares
-no code with :mod:`spanqa.metrics`. Hand-made cases pin the numbers (worked out
-by hand in the comments); Hypothesis checks spanqa against the reference on
-random data to 1e-9 on every key.
+The reference is a plain, dict-and-loop re-statement of the official SQuAD
+evaluation scripts (``evaluate-v2.0.py`` below; ``evaluate-v1.1.py`` and the
+shared answer normalisation in ``tests/reference_recipe.py``) and of MLQA's
+language-aware normalisation (``mlqa_evaluation_v1.py``, below). It deliberately
+shares no code with :mod:`spanqa.metrics`. Hand-made cases pin the numbers
+(worked out by hand in the comments); Hypothesis checks spanqa against the
+reference on random data to 1e-9 on every key.
 
 The reference also serves ``tests/test_score_cli.py``.
 """
@@ -27,6 +28,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference_recipe import iter_qas, ref_normalize_answer, ref_token_f1, ref_v1_evaluate
 
 from spanqa.data import Answer, QAExample
 from spanqa.errors import ConfigError
@@ -46,15 +48,6 @@ HYPO = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 # =============================================================================================
 # Reference: the official SQuAD v2.0 script, statement by statement
 # =============================================================================================
-
-
-def ref_normalize_answer(s: str) -> str:
-    """Lower text and remove punctuation, articles and extra whitespace (in that order)."""
-    s = s.lower()
-    exclude = set(string.punctuation)
-    s = "".join(ch for ch in s if ch not in exclude)
-    s = re.sub(re.compile(r"\b(a|an|the)\b", re.UNICODE), " ", s)
-    return " ".join(s.split())
 
 
 def ref_get_tokens(s: str) -> list[str]:
@@ -82,20 +75,14 @@ def ref_compute_f1(a_gold: str, a_pred: str) -> float:
     return (2 * precision * recall) / (precision + recall)
 
 
-def _iter_qas(dataset: list[dict[str, Any]]):
-    for article in dataset:
-        for paragraph in article["paragraphs"]:
-            yield from paragraph["qas"]
-
-
 def ref_make_qid_to_has_ans(dataset):
-    return {qa["id"]: bool(qa["answers"]) for qa in _iter_qas(dataset)}
+    return {qa["id"]: bool(qa["answers"]) for qa in iter_qas(dataset)}
 
 
 def ref_get_raw_scores(dataset, preds, missing_as_wrong=False):
     exact_scores: dict[str, float] = {}
     f1_scores: dict[str, float] = {}
-    for qa in _iter_qas(dataset):
+    for qa in iter_qas(dataset):
         qid = qa["id"]
         gold_answers = [a["text"] for a in qa["answers"] if ref_normalize_answer(a["text"])]
         if not gold_answers:
@@ -217,44 +204,6 @@ def ref_v2_evaluate(dataset, preds, na_probs=None, na_prob_thresh=1.0, *, missin
 
 
 # =============================================================================================
-# Reference: the official SQuAD v1.1 script
-# =============================================================================================
-
-
-def ref_v1_f1_score(prediction: str, ground_truth: str) -> float:
-    prediction_tokens = ref_normalize_answer(prediction).split()
-    ground_truth_tokens = ref_normalize_answer(ground_truth).split()
-    common = Counter(prediction_tokens) & Counter(ground_truth_tokens)
-    num_same = sum(common.values())
-    if num_same == 0:
-        return 0
-    precision = 1.0 * num_same / len(prediction_tokens)
-    recall = 1.0 * num_same / len(ground_truth_tokens)
-    return (2 * precision * recall) / (precision + recall)
-
-
-def ref_v1_exact_match_score(prediction: str, ground_truth: str) -> bool:
-    return ref_normalize_answer(prediction) == ref_normalize_answer(ground_truth)
-
-
-def ref_metric_max_over_ground_truths(metric_fn, prediction, ground_truths):
-    return max(metric_fn(prediction, gt) for gt in ground_truths)
-
-
-def ref_v1_evaluate(dataset, predictions, exact_fn=ref_v1_exact_match_score, f1_fn=ref_v1_f1_score):
-    f1 = exact_match = total = 0
-    for qa in _iter_qas(dataset):
-        total += 1
-        if qa["id"] not in predictions:
-            continue  # 'Unanswered question ... will receive score 0.'
-        ground_truths = [x["text"] for x in qa["answers"]]
-        prediction = predictions[qa["id"]]
-        exact_match += ref_metric_max_over_ground_truths(exact_fn, prediction, ground_truths)
-        f1 += ref_metric_max_over_ground_truths(f1_fn, prediction, ground_truths)
-    return {"exact_match": 100.0 * exact_match / total, "f1": 100.0 * f1 / total}
-
-
-# =============================================================================================
 # Reference: MLQA's language-aware normalisation (mlqa_evaluation_v1.py)
 # =============================================================================================
 
@@ -314,15 +263,7 @@ def ref_mlqa_normalize(s: str, lang: str) -> str:
 
 
 def ref_mlqa_f1(prediction: str, ground_truth: str, lang: str) -> float:
-    prediction_tokens = ref_mlqa_normalize(prediction, lang).split()
-    ground_truth_tokens = ref_mlqa_normalize(ground_truth, lang).split()
-    common = Counter(prediction_tokens) & Counter(ground_truth_tokens)
-    num_same = sum(common.values())
-    if num_same == 0:
-        return 0
-    precision = 1.0 * num_same / len(prediction_tokens)
-    recall = 1.0 * num_same / len(ground_truth_tokens)
-    return (2 * precision * recall) / (precision + recall)
+    return ref_token_f1(ref_mlqa_normalize(prediction, lang).split(), ref_mlqa_normalize(ground_truth, lang).split())
 
 
 def ref_mlqa_exact(prediction: str, ground_truth: str, lang: str) -> bool:
@@ -409,7 +350,7 @@ def gold_sets(draw, allow_impossible: bool = True, max_questions: int = 8) -> li
 @st.composite
 def predictions_for(draw, dataset, allow_missing: bool) -> dict[str, str]:
     preds: dict[str, str] = {}
-    for qa in _iter_qas(dataset):
+    for qa in iter_qas(dataset):
         golds = [a["text"] for a in qa["answers"]]
         choices = ["random", "empty", "space"] + (["gold", "gold_upper", "gold_punct"] if golds else [])
         if allow_missing:
@@ -437,7 +378,7 @@ THRESHOLDS = [1.0, 1.0, 0.5, 0.3, 0.0, -0.5, 2.0]
 
 @st.composite
 def na_probs_for(draw, dataset, partial: bool) -> dict[str, float]:
-    ids = [qa["id"] for qa in _iter_qas(dataset)]
+    ids = [qa["id"] for qa in iter_qas(dataset)]
     ids = draw(st.permutations(ids))  # file order decides ties
     if partial:
         ids = [i for i in ids if draw(st.booleans())]
@@ -748,7 +689,7 @@ def test_property_v2_missing_predictions_and_partial_na_probs(data):
     thresh = data.draw(st.sampled_from(THRESHOLDS))
     report = score_predictions(examples_of(dataset), preds, na, version_2=True, na_prob_thresh=thresh)
     assert_metrics_match(report.metrics, ref_v2_evaluate(dataset, preds, na, thresh, missing_as_wrong=True))
-    assert report.missing == sum(qa["id"] not in preds for qa in _iter_qas(dataset))
+    assert report.missing == sum(qa["id"] not in preds for qa in iter_qas(dataset))
 
 
 @HYPO
