@@ -376,3 +376,37 @@ def test_evaluator_refuses_predictions_out_of_window_order(tiny_bert_dir, sample
     out_of_order = SimpleNamespace(predictions=(logits, logits), label_ids=(features.start_positions[shuffled], features.end_positions[shuffled]))
     with pytest.raises(RuntimeError, match="not in the order"):
         evaluator(out_of_order)
+
+
+@pytest.fixture(scope="module")
+def bare_encoder_dir(tmp_path_factory, wordpiece_tokenizer):
+    """An encoder saved without a QA head, like the default model: the head is initialised on load."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("bare") / "encoder"
+    config = BertConfig(vocab_size=len(wordpiece_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    BertModel(config).save_pretrained(folder)
+    wordpiece_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _weights_digest(folder: Path) -> str:
+    import hashlib
+
+    from safetensors.numpy import load_file
+
+    weights = load_file(str(folder / "model.safetensors"))
+    return hashlib.sha256(b"".join(weights[k].tobytes() for k in sorted(weights))).hexdigest()
+
+
+def test_same_seed_trains_the_same_model_from_a_bare_encoder(bare_encoder_dir, sample_train, tmp_path):
+    settings = {**FAST, "max_steps": 2}
+    runs = {
+        name: train(str(bare_encoder_dir), sample_train, output_dir=str(tmp_path / name), **{**settings, "seed": seed})
+        for name, seed in (("a", 7), ("b", 7), ("c", 8))
+    }
+    assert runs["a"].history  # it trained
+    assert _weights_digest(tmp_path / "a") == _weights_digest(tmp_path / "b")
+    assert _weights_digest(tmp_path / "a") != _weights_digest(tmp_path / "c")

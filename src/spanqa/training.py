@@ -310,9 +310,14 @@ def train(
     train_set = _as_dataset(train_data, mapping, on_mismatch, train_split)
     eval_set = _as_dataset(eval_data, mapping, on_mismatch, eval_split) if eval_data is not None else None
 
+    from transformers import enable_full_determinism, set_seed
+
     from .models import load_qa_model, load_tokenizer
 
     tokenizer = load_tokenizer(model)
+    # A base encoder gets a freshly initialised QA head when it loads, before Trainer seeds
+    # anything: seed first, or the same command trains a different model each run.
+    (enable_full_determinism if args.full_determinism else set_seed)(args.seed)
     qa_model = load_qa_model(model, attention_dropout=args.attention_dropout)
     window.check_model_limit(tokenizer, getattr(qa_model.config, "max_position_embeddings", None))
     if "learning_rate" not in explicit:
