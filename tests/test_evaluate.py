@@ -187,3 +187,87 @@ def test_cli_missing_model_folder_is_one_error_line(sample_dev, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert str(missing) in lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- no-answer threshold
+
+
+def _prediction(qid: str, text: str, null_odds: float):
+    from spanqa.decode import ExamplePrediction, Span
+
+    span = Span(text=text, start=0, end=len(text), score=1.0, start_logit=0.5, end_logit=0.5)
+    return ExamplePrediction(id=qid, text=text if null_odds <= 0 else "", candidates=[span], null_score=1.0 + null_odds, best_score=1.0)
+
+
+def _examples(golds: dict[str, str | None]):
+    from spanqa.data import Answer, QAExample
+
+    context = "red green blue"
+    return [
+        QAExample(qid, "Which?", context, (Answer(gold, context.index(gold)),) if gold else ())
+        for qid, gold in golds.items()
+    ]
+
+
+def test_tuned_threshold_maximises_f1_and_reports_both():
+    from spanqa.evaluate import tune_null_threshold
+
+    golds = {"a": None, "b": None, "c": "red", "d": "green"}
+    # Null odds: the unanswerable a, b above the answerable c, d; d (0.5) abstains at the default 0.
+    predictions = [_prediction("a", "blue", 1.0), _prediction("b", "blue", 2.0), _prediction("c", "red", -1.0), _prediction("d", "green", 0.5)]
+    tuning = tune_null_threshold(_examples(golds), predictions)
+    assert tuning.default_threshold == 0.0
+    assert tuning.default_metrics["f1"] == pytest.approx(75.0)  # c right, a and b abstained, d missed
+    assert tuning.threshold == pytest.approx(0.5)  # the official search: the last question worth answering
+    assert tuning.tuned_metrics["f1"] == pytest.approx(100.0)
+    assert tuning.tuned_metrics["HasAns_f1"] == pytest.approx(100.0) and tuning.tuned_metrics["NoAns_f1"] == pytest.approx(100.0)
+
+
+def test_a_tie_keeps_the_default_threshold():
+    from spanqa.evaluate import tune_null_threshold
+
+    # The default already gets both right; the search's first best point (-1.0, answering only b)
+    # scores the same, which is no reason to move.
+    predictions = [_prediction("a", "blue", 0.5), _prediction("b", "red", -1.0)]
+    tuning = tune_null_threshold(_examples({"a": None, "b": "red"}), predictions)
+    assert tuning.default_metrics["f1"] == pytest.approx(100.0)
+    assert tuning.threshold == 0.0
+    assert tuning.tuned_metrics == tuning.default_metrics
+
+
+def test_cli_tunes_saves_and_then_applies_the_threshold(tiny_bert_dir, sample_dev, tmp_path):
+    from typer.testing import CliRunner
+
+    from spanqa.cli import app
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    (model / "spanqa.json").unlink(missing_ok=True)
+    runner = CliRunner()
+    args = ["evaluate", "--model", str(model), "--data", str(sample_dev), "--max-length", "128", "--stride", "32"]
+    result = runner.invoke(app, [*args, "--output-dir", str(tmp_path / "tuned"), "--tune-threshold", "--save-threshold"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "tuned" / "metrics.json").read_text())
+    assert metrics["default_threshold"]["null_threshold"] == 0.0
+    assert metrics["f1"] >= metrics["default_threshold"]["f1"]
+    for key in ("exact", "f1", "HasAns_f1", "NoAns_f1"):
+        assert key in metrics and key in metrics["default_threshold"]
+    saved = json.loads((model / "spanqa.json").read_text())["null_threshold"]
+    assert saved == pytest.approx(metrics["null_threshold"])
+    # A later evaluation (and so Reader, predict, serve) applies the saved threshold by itself.
+    result = runner.invoke(app, [*args, "--output-dir", str(tmp_path / "again")])
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["f1"] == pytest.approx(metrics["f1"], abs=1e-9)
+    # --tune-threshold on data without unanswerable questions is a one-line user error.
+    v1 = tmp_path / "v1.json"
+    data = json.loads(sample_dev.read_text())
+    for article in data["data"]:
+        for paragraph in article["paragraphs"]:
+            paragraph["qas"] = [q for q in paragraph["qas"] if q.get("answers")]
+            for q in paragraph["qas"]:
+                q.pop("is_impossible", None)
+    data["version"] = "1.1"
+    v1.write_text(json.dumps(data))
+    result = runner.invoke(app, ["evaluate", "--model", str(model), "--data", str(v1), "--tune-threshold", "--output-dir", str(tmp_path / "v1")])
+    assert result.exit_code == 1 and "--tune-threshold needs SQuAD v2" in result.output

@@ -64,7 +64,8 @@ def tune_null_threshold(
     """Search the threshold on null odds that maximises F1 (the official v2 best-threshold search).
 
     Each question is scored with its best non-null span, so the search sees what
-    every threshold would answer, not only what the default one did.
+    every threshold would answer, not only what the default one did. The default
+    stays unless the search beats it: a tie on the tuning data is no evidence to move.
     """
     from .metrics import best_threshold
 
@@ -73,6 +74,8 @@ def tune_null_threshold(
     _, threshold = best_threshold(report.questions, "f1", na_probs_order=[p.id for p in predictions])
     default = score_decoded(examples, with_null_threshold(predictions, default_threshold), version_2=True, lang=lang).metrics
     tuned = score_decoded(examples, with_null_threshold(predictions, threshold), version_2=True, lang=lang).metrics
+    if tuned["f1"] <= default["f1"]:
+        threshold, tuned = default_threshold, default
     return ThresholdTuning(threshold, default_threshold, default, tuned)
 
 
