@@ -487,10 +487,14 @@ def _final_evaluation(
     )
     if result.tuning is not None:
         config.null_threshold = result.tuning.threshold
-        logger.info(
-            "no-answer threshold tuned on the eval data: %.4f (F1 %.2f -> %.2f)",
-            result.tuning.threshold, result.tuning.default_metrics["f1"], result.tuning.tuned_metrics["f1"],
-        )
+        t = result.tuning
+        if t.threshold == t.default_threshold:
+            logger.info("no-answer threshold: the default %g is already the best on the eval data (F1 %.2f)", t.threshold, t.tuned_metrics["f1"])
+        else:
+            logger.info(
+                "no-answer threshold tuned on the eval data: %.4f (F1 %.2f -> %.2f)",
+                t.threshold, t.default_metrics["f1"], t.tuned_metrics["f1"],
+            )
     metrics = result.metrics
     write_json(output_dir / "metrics.json", metrics)
     model.train()
