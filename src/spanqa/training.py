@@ -98,8 +98,12 @@ class SpanQATrainingArguments(TrainingArguments):
     def __post_init__(self) -> None:
         import torch
 
-        if not torch.cuda.is_available():
+        if not torch.accelerator.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; avoids a warning per epoch
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                # Under torchrun on CPU-only machines accelerate runs each process alone (no DDP)
+                # unless told the device is the CPU; then it uses gloo and really shards the data.
+                self.use_cpu = True
         super().__post_init__()
 
     @property
