@@ -57,6 +57,13 @@ class Answer:
     def end(self) -> int:
         return self.start + len(self.text)
 
+    @property
+    def trimmed_span(self) -> tuple[int, int]:
+        """(start, end) of the text without surrounding whitespace: what a model can cut back."""
+        lead = len(self.text) - len(self.text.lstrip())
+        trail = len(self.text) - len(self.text.rstrip())
+        return self.start + lead, self.end - trail
+
 
 @dataclass(frozen=True)
 class QAExample:

@@ -89,9 +89,8 @@ def answers_inside_words(examples: list[QAExample]) -> list[str]:
     found = []
     for ex in examples:
         for answer in ex.answers:
-            text = answer.text.strip()
-            start = answer.start + len(answer.text) - len(answer.text.lstrip())
-            end = start + len(text)
+            start, end = answer.trimmed_span
+            text = ex.context[start:end]
             if splits_word(ex.context, start) or splits_word(ex.context, end):
                 left = ex.context[max(0, start - 12) : start].rsplit(" ", 1)[-1]
                 right = ex.context[end : end + 12].split(" ", 1)[0]

@@ -169,12 +169,7 @@ def _answer_chars(examples: Sequence[QAExample]) -> tuple[np.ndarray, np.ndarray
     ends = np.full(len(examples), -1, dtype=np.int64)
     for i, ex in enumerate(examples):
         if ex.answers:
-            answer = ex.answers[0]
-            text = answer.text
-            lead = len(text) - len(text.lstrip())
-            trail = len(text) - len(text.rstrip())
-            starts[i] = answer.start + lead
-            ends[i] = answer.start + len(text) - trail
+            starts[i], ends[i] = ex.answers[0].trimmed_span
     return starts, ends
 
 
