@@ -153,8 +153,8 @@ def assert_same_predictions(left, right):
         assert a.id == b.id and a.text == b.text
         assert a.null_score == pytest.approx(b.null_score) and a.best_score == pytest.approx(b.best_score)
         assert [(s.start, s.end) for s in a.candidates] == [(s.start, s.end) for s in b.candidates]
+        assert [s.logit for s in a.candidates] == pytest.approx([s.logit for s in b.candidates])
         assert [s.score for s in a.candidates] == pytest.approx([s.score for s in b.candidates])
-        assert [s.probability for s in a.candidates] == pytest.approx([s.probability for s in b.candidates])
         assert a.no_answer_probability == pytest.approx(b.no_answer_probability)
 
 
@@ -179,24 +179,24 @@ def test_decoder_matches_brute_force(seed, n_best, max_answer_length, null_thres
     for ex, pred, truth, null_score in zip(examples, predictions, spans, null):
         assert pred.id == ex.id
         expected = top_spans(truth, n_best)
-        got = [((s.start, s.end), s.score) for s in pred.candidates]
+        got = [((s.start, s.end), s.logit) for s in pred.candidates]
         # The best span is exact; so is the whole n-best list of distinct spans.
         assert [g[0] for g in got] == [x[0] for x in expected]
         assert [g[1] for g in got] == pytest.approx([x[1] for x in expected])
-        scores = [s.score for s in pred.candidates]
+        scores = [s.logit for s in pred.candidates]
         assert scores == sorted(scores, reverse=True)
         assert len({(s.start, s.end) for s in pred.candidates}) == len(pred.candidates)
         for s in pred.candidates:
             assert 0 <= s.start < s.end <= len(ex.context)
             assert s.text == ex.context[s.start : s.end] and s.text == s.text.strip()
-            assert truth[(s.start, s.end)] == pytest.approx(s.score)  # a valid span within max_answer_length tokens
-            assert s.start_logit + s.end_logit == pytest.approx(s.score)
-            assert 0.0 <= s.probability <= 1.0
-        total = sum(s.probability for s in pred.candidates) + pred.no_answer_probability
+            assert truth[(s.start, s.end)] == pytest.approx(s.logit)  # a valid span within max_answer_length tokens
+            assert s.start_logit + s.end_logit == pytest.approx(s.logit)
+            assert 0.0 <= s.score <= 1.0
+        total = sum(s.score for s in pred.candidates) + pred.no_answer_probability
         assert total <= 1.0 + 1e-9
         if pred.candidates and allow_impossible:
             assert total == pytest.approx(1.0)
-        assert [s.probability for s in pred.candidates] == sorted((s.probability for s in pred.candidates), reverse=True)
+        assert [s.score for s in pred.candidates] == sorted((s.score for s in pred.candidates), reverse=True)
         assert pred.null_score == pytest.approx(null_score)
         best = expected[0][1] if expected else -np.inf
         if not expected:

@@ -195,7 +195,7 @@ def test_cli_missing_model_folder_is_one_error_line(sample_dev, tmp_path):
 def _prediction(qid: str, text: str, null_odds: float):
     from spanqa.decode import ExamplePrediction, Span
 
-    span = Span(text=text, start=0, end=len(text), score=1.0, start_logit=0.5, end_logit=0.5)
+    span = Span(text=text, start=0, end=len(text), logit=1.0, start_logit=0.5, end_logit=0.5)
     return ExamplePrediction(id=qid, text=text if null_odds <= 0 else "", candidates=[span], null_score=1.0 + null_odds, best_score=1.0)
 
 

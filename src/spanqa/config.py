@@ -1,25 +1,44 @@
-"""``spanqa.json``: the settings a model was trained and tuned with, saved beside its weights."""
+"""``spanqa.json``: the settings a model was trained and tuned with, saved beside its weights.
+
+:class:`SpanQAConfig` is the one place where the window, decoding and
+no-answer defaults are declared. :class:`~spanqa.features.WindowConfig`,
+:class:`~spanqa.decode.DecodeConfig`, the training arguments and the command
+line all take their defaults from it (``DEFAULTS``), so a default changes in
+one line.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .decode import DecodeConfig
 from .errors import ConfigError
-from .features import WindowConfig
 from .io import write_json
 
-__all__ = ["SpanQAConfig", "CONFIG_NAME"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .decode import DecodeConfig
+    from .features import WindowConfig
+
+__all__ = ["SpanQAConfig", "CONFIG_NAME", "DEFAULTS"]
 
 CONFIG_NAME = "spanqa.json"
 
 
 @dataclass
 class SpanQAConfig:
-    """Everything inference needs besides the weights, so a model answers as it was evaluated."""
+    """Everything inference needs besides the weights, so a model answers as it was evaluated.
+
+    Attributes:
+        max_length: Window length in tokens (question + context + special tokens).
+        stride: Tokens shared by neighbouring windows of a long context.
+        max_question_tokens: Longer questions are cut to this many tokens.
+        max_answer_length: Longest answer considered, in tokens.
+        n_best: Candidate answers kept per question.
+        null_threshold: "No answer" when the null score minus the best span score exceeds this.
+        version_2: Whether the model may answer "no answer" (SQuAD v2 style).
+    """
 
     max_length: int = 384
     stride: int = 128
@@ -34,9 +53,14 @@ class SpanQAConfig:
 
     @property
     def window(self) -> WindowConfig:
+        from .features import WindowConfig
+
         return WindowConfig(self.max_length, self.stride, self.max_question_tokens)
 
     def decode_config(self, **overrides: Any) -> DecodeConfig:
+        """The decoding settings, with ``overrides`` (None values ignored) on top."""
+        from .decode import DecodeConfig
+
         settings: dict[str, Any] = {
             "n_best": self.n_best,
             "max_answer_length": self.max_answer_length,
@@ -46,7 +70,27 @@ class SpanQAConfig:
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return DecodeConfig(**settings)
 
+    def updated(self, **overrides: Any) -> SpanQAConfig:
+        """A copy with ``overrides`` applied (None values ignored), validated.
+
+        Raises:
+            TypeError: an override names no setting.
+            ConfigError: the resulting window settings are invalid.
+        """
+        for key in overrides:
+            if key not in _SETTING_NAMES:
+                raise TypeError(f"unknown spanqa setting {key!r}")
+        config = replace(self, **{k: v for k, v in overrides.items() if v is not None}, extra=dict(self.extra))
+        config.window  # validates max_length / stride now, before anything heavy happens
+        config.decode_config()
+        return config
+
     def save(self, folder: str | Path) -> Path:
+        """Write ``spanqa.json`` into ``folder`` (atomically).
+
+        Args:
+            folder: The model folder.
+        """
         from . import __version__
 
         self.spanqa_version = __version__
@@ -69,3 +113,9 @@ class SpanQAConfig:
         config = cls(**{k: v for k, v in data.items() if k in known})
         config.extra.update(extra)
         return config
+
+
+_SETTING_NAMES = frozenset(f.name for f in fields(SpanQAConfig)) - {"spanqa_version", "data_fingerprint", "extra"}
+
+DEFAULTS = SpanQAConfig()
+"""The default settings: read these, never repeat their values."""

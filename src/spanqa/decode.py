@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .config import DEFAULTS
 from .data import QAExample
 from .errors import ConfigError
 from .features import Features
 
-__all__ = ["DecodeConfig", "Span", "ExamplePrediction", "SpanDecoder", "decode"]
+__all__ = ["DecodeConfig", "Span", "ExamplePrediction", "SpanDecoder", "decode", "abstains", "normalize_scores"]
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
     """Span search settings; ``max_answer_length`` counts tokens, as in the SQuAD reference."""
 
-    n_best: int = 20
-    max_answer_length: int = 30
-    null_threshold: float = 0.0
+    n_best: int = DEFAULTS.n_best
+    max_answer_length: int = DEFAULTS.max_answer_length
+    null_threshold: float = DEFAULTS.null_threshold
     allow_impossible: bool = True
 
     def __post_init__(self) -> None:
@@ -37,18 +38,43 @@ class DecodeConfig:
             raise ConfigError(f"max_answer_length must be >= 1 token, got {self.max_answer_length}")
 
 
+def abstains(null_odds: float, threshold: float) -> bool:
+    """The no-answer rule, the only place it is written: abstain when the null score
+    minus the best span score (``null_odds``) exceeds ``threshold``."""
+    return bool(null_odds > threshold)
+
+
+def normalize_scores(logits: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Softmax over one question's candidate logits (and its null logit when included).
+
+    ``-inf`` entries (no candidate) get probability 0; all ``-inf`` gives all zeros.
+    """
+    values = np.asarray(logits, dtype=np.float64)
+    probs = np.zeros_like(values)
+    finite = np.isfinite(values)
+    if finite.any():
+        shifted = np.exp(values[finite] - values[finite].max())
+        probs[finite] = shifted / shifted.sum()
+    return probs
+
+
 @dataclass(frozen=True)
 class Span:
-    """A candidate answer: ``context[start:end] == text``."""
+    """A candidate answer: ``context[start:end] == text`` (``documents[document]`` when ranked across documents).
+
+    ``logit`` (start logit + end logit) ranks candidates; ``score`` is the probability
+    users see: the softmax over every candidate of the question and "no answer".
+    """
 
     text: str
     start: int
     end: int
-    score: float
+    logit: float
     start_logit: float
     end_logit: float
-    probability: float = 0.0
+    score: float = 0.0
     window: int = -1
+    document: int | None = None
 
 
 @dataclass
@@ -73,6 +99,11 @@ class ExamplePrediction:
     @property
     def is_impossible(self) -> bool:
         return self.text == ""
+
+    def decided(self, threshold: float) -> ExamplePrediction:
+        """This prediction re-decided at another no-answer ``threshold``."""
+        text = "" if not self.candidates or abstains(self.null_odds, threshold) else self.candidates[0].text
+        return replace(self, text=text)
 
 
 @dataclass
@@ -228,7 +259,7 @@ class SpanDecoder:
                     text=example.context[start:end],
                     start=start,
                     end=end,
-                    score=pending.scores[j],
+                    logit=pending.scores[j],
                     start_logit=pending.start_logits[j],
                     end_logit=pending.end_logits[j],
                     window=pending.windows[j],
@@ -237,22 +268,14 @@ class SpanDecoder:
             if len(spans) == self.config.n_best:
                 break
         null_score = pending.null_score if np.isfinite(pending.null_score) else -np.inf
-        best_score = spans[0].score if spans else -np.inf
+        best_score = spans[0].logit if spans else -np.inf
         # Probabilities over this example's candidates and the null answer: comparable across windows.
-        pool = np.array([s.score for s in spans] + ([null_score] if self.config.allow_impossible else []))
-        if pool.size and np.isfinite(pool).any():
-            shifted = np.exp(pool - pool[np.isfinite(pool)].max())
-            probs = shifted / shifted.sum()
-        else:
-            probs = np.zeros(pool.size)
-        spans = [
-            Span(s.text, s.start, s.end, s.score, s.start_logit, s.end_logit, float(probs[i]), s.window)
-            for i, s in enumerate(spans)
-        ]
-        no_answer_probability = float(probs[-1]) if self.config.allow_impossible and pool.size else 0.0
+        probs = normalize_scores([s.logit for s in spans] + ([null_score] if self.config.allow_impossible else []))
+        spans = [replace(s, score=float(probs[i])) for i, s in enumerate(spans)]
+        no_answer_probability = float(probs[-1]) if self.config.allow_impossible and probs.size else 0.0
         if not spans:
             text = ""
-        elif self.config.allow_impossible and null_score - best_score > self.config.null_threshold:
+        elif self.config.allow_impossible and abstains(null_score - best_score, self.config.null_threshold):
             text = ""
         else:
             text = spans[0].text

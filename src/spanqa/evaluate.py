@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .config import SpanQAConfig
 from .data import ColumnMapping, MismatchPolicy, QADataset, QAExample, load_examples
 from .decode import ExamplePrediction
 from .io import write_json
@@ -47,11 +48,8 @@ class EvaluationResult:
 
 
 def with_null_threshold(predictions: Sequence[ExamplePrediction], threshold: float) -> list[ExamplePrediction]:
-    """Re-decide each answer: no answer when null score - best span score > threshold."""
-    return [
-        replace(p, text="" if not p.candidates or p.null_odds > threshold else p.candidates[0].text)
-        for p in predictions
-    ]
+    """Each prediction re-decided at ``threshold`` (see :func:`spanqa.decode.abstains`)."""
+    return [p.decided(threshold) for p in predictions]
 
 
 def tune_null_threshold(
@@ -115,7 +113,7 @@ def write_prediction_files(
                     "text": s.text,
                     "start": s.start,
                     "end": s.end,
-                    "probability": s.probability,
+                    "probability": s.score,
                     "start_logit": s.start_logit,
                     "end_logit": s.end_logit,
                 }
@@ -142,7 +140,7 @@ def evaluate(
     split: str | None = None,
     version_2: bool | None = None,
     lang: str = "squad",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str | None = None,
     max_length: int | None = None,
     stride: int | None = None,
@@ -155,33 +153,54 @@ def evaluate(
 ) -> EvaluationResult:
     """Predict every question of ``data`` with ``model`` and score the answers.
 
-    With ``output_dir`` the prediction files and ``metrics.json`` are written there.
-    ``tune_threshold`` (v2 data) also finds the F1-maximising null threshold,
-    reports scores at both thresholds and, with ``save_threshold``, stores it in
-    the model's ``spanqa.json`` so Reader, predict and serve apply it.
+    Args:
+        model: A model folder, alias or hub id, or a loaded :class:`Reader`.
+        data: A data file or hub dataset name (any layout :func:`load_examples` reads), or a loaded dataset.
+        output_dir: Where ``predictions.json``, ``nbest_predictions.json``, ``null_odds.json`` (v2)
+            and ``metrics.json`` go; nothing is written when None.
+        columns: Column mapping for flat files.
+        on_mismatch: What to do with answers whose text is not at their offset.
+        split: Split of a hub dataset.
+        version_2: Allow "no answer"; default: detected from the data.
+        lang: Answer normalisation, ``"squad"`` or a language code.
+        batch_size: Windows per forward pass (default: the reader's, 32 for a loaded model).
+        device: ``cpu``, ``cuda``, ... when ``model`` is loaded here.
+        max_length: Window length override (else the model's ``spanqa.json``).
+        stride: Window overlap override.
+        n_best: Candidates kept per question.
+        max_answer_length: Longest answer in tokens.
+        null_threshold: No-answer threshold override.
+        tune_threshold: Also find the F1-maximising null threshold (v2 data) and report both.
+        save_threshold: Tune the threshold (implies ``tune_threshold``) and store it in the
+            model folder's ``spanqa.json`` so Reader, predict and serve apply it.
+        progress: Show a progress bar.
+
+    Raises:
+        ConfigError: threshold tuning on data without unanswerable questions, or saving
+            a threshold without a local model folder; both checked before predicting.
     """
+    from .errors import ConfigError
+
+    tune_threshold = tune_threshold or save_threshold
+    save_folder = _threshold_folder(model) if save_threshold else None
     dataset = data if isinstance(data, QADataset) else load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split)
-    reader = (
-        model
-        if isinstance(model, Reader)
-        else Reader.from_pretrained(
-            model, device=device, batch_size=batch_size, max_length=max_length, stride=stride, n_best=n_best,
-            max_answer_length=max_answer_length, null_threshold=null_threshold,
-        )
-    )
     v2 = dataset.version_2 if version_2 is None else version_2
+    if tune_threshold and not v2:
+        raise ConfigError("--tune-threshold needs SQuAD v2 style data (with unanswerable questions) or --version-2")
+    settings = dict(max_length=max_length, stride=stride, n_best=n_best, max_answer_length=max_answer_length, null_threshold=null_threshold)
+    if isinstance(model, Reader):
+        reader = model.with_settings(batch_size=batch_size, **settings)
+    else:
+        reader = Reader.from_pretrained(model, device=device, batch_size=batch_size or 32, **settings)
     decode_config = reader.config.decode_config(allow_impossible=v2)
     predictions = reader.predict_examples(dataset.examples, decode_config, progress=progress)
     tuning = None
     if tune_threshold:
-        if not v2:
-            from .errors import ConfigError
-
-            raise ConfigError("--tune-threshold needs SQuAD v2 style data (with unanswerable questions) or --version-2")
         tuning = tune_null_threshold(dataset.examples, predictions, default_threshold=decode_config.null_threshold, lang=lang)
         predictions = with_null_threshold(predictions, tuning.threshold)
-        if save_threshold:
-            _save_threshold(model, reader, tuning.threshold)
+        if save_folder is not None:
+            SpanQAConfig.load(save_folder).updated(null_threshold=tuning.threshold).save(save_folder)
+            logger.info("saved null_threshold %.4f to %s", tuning.threshold, save_folder / "spanqa.json")
     report = score_decoded(dataset.examples, predictions, version_2=v2, lang=lang)
     metrics = dict(report.metrics)
     if tuning is not None:
@@ -200,12 +219,12 @@ def threshold_metrics(tuning: ThresholdTuning) -> dict[str, Any]:
     return metrics
 
 
-def _save_threshold(model: str | Path | Reader, reader: Reader, threshold: float) -> None:
+def _threshold_folder(model: str | Path | Reader) -> Path:
+    """The local model folder a tuned threshold is saved into; refused before any work when there is none."""
     from .errors import ConfigError
     from .models import resolve_model
 
-    if isinstance(model, Reader) or not Path(resolve_model(str(model))).is_dir():
+    folder = None if isinstance(model, Reader) else Path(resolve_model(str(model)))
+    if folder is None or not folder.is_dir():
         raise ConfigError("--save-threshold needs a local model folder to write spanqa.json into")
-    reader.config.null_threshold = threshold
-    reader.config.save(resolve_model(str(model)))
-    logger.info("saved null_threshold %.4f to %s", threshold, Path(resolve_model(str(model))) / "spanqa.json")
+    return folder

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import SpanQAConfig
 from .data import QAExample
-from .decode import DecodeConfig, ExamplePrediction, SpanDecoder
+from .decode import DecodeConfig, ExamplePrediction, Span, SpanDecoder, abstains, normalize_scores
 from .errors import DataError
 from .features import Features, WindowConfig, build_features
 from .models import load_qa_model, load_tokenizer, resolve_model
@@ -31,15 +31,8 @@ __all__ = ["Reader", "QARequest", "ReaderAnswer", "ReaderResult", "pick_device"]
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ReaderAnswer:
-    """An answer span: ``text == documents[document][start:end]`` (``document`` is None for a single context)."""
-
-    text: str
-    start: int
-    end: int
-    score: float
-    document: int | None = None
+ReaderAnswer = Span
+"""An answer of :class:`Reader` is a :class:`~spanqa.decode.Span`; the old name stays for compatibility."""
 
 
 @dataclass
@@ -48,13 +41,13 @@ class ReaderResult:
     over every candidate of every window and document of the question, plus "no answer"."""
 
     question: str
-    answers: list[ReaderAnswer]
+    answers: list[Span]
     no_answer_score: float
     is_impossible: bool
     id: str | None = None
 
     @property
-    def answer(self) -> ReaderAnswer | None:
+    def answer(self) -> Span | None:
         """The decided answer, or None when the model says the text does not answer the question."""
         if self.is_impossible or not self.answers:
             return None
@@ -72,7 +65,7 @@ class ReaderResult:
             "document": best.document if best else None,
             "is_impossible": self.is_impossible,
             "no_answer_score": self.no_answer_score,
-            "answers": [asdict(a) for a in self.answers],
+            "answers": [{"text": a.text, "start": a.start, "end": a.end, "score": a.score, "document": a.document} for a in self.answers],
         }
 
 
@@ -152,16 +145,23 @@ class Reader:
     def from_pretrained(cls, name: str | Path, *, device: str | None = None, batch_size: int = 32, **overrides: Any) -> Reader:
         """Load a model folder, alias or hub id; ``overrides`` replace saved ``spanqa.json`` values."""
         path = resolve_model(str(name))
-        config = SpanQAConfig.load(path) if Path(path).is_dir() else SpanQAConfig()
-        for key, value in overrides.items():
-            if value is not None:
-                if not hasattr(config, key):
-                    raise TypeError(f"unknown Reader setting {key!r}")
-                setattr(config, key, value)
-        config.window  # validates max_length / stride now, before loading weights
+        config = (SpanQAConfig.load(path) if Path(path).is_dir() else SpanQAConfig()).updated(**overrides)
         tokenizer = load_tokenizer(path)
         model = load_qa_model(path)
         return cls(model, tokenizer, config, device=device, batch_size=batch_size)
+
+    def with_settings(self, *, batch_size: int | None = None, **overrides: Any) -> Reader:
+        """This reader (same model and tokenizer, no copy) with other settings.
+
+        Args:
+            batch_size: Windows per forward pass (default: this reader's).
+            **overrides: :class:`SpanQAConfig` fields such as ``max_length``, ``stride``,
+                ``null_threshold``; None values keep the current setting.
+        """
+        config = self.config.updated(**overrides)
+        if config == self.config and batch_size in (None, self.batch_size):
+            return self
+        return Reader(self.model, self.tokenizer, config, device=str(self.device), batch_size=batch_size or self.batch_size)
 
     def features(self, examples: Sequence[QAExample], window: WindowConfig | None = None) -> Features:
         return build_features(examples, self.tokenizer, window or self.config.window)
@@ -258,22 +258,18 @@ class Reader:
     def _rank(self, request: QARequest, documents: list[tuple[int, ExamplePrediction]]) -> ReaderResult:
         """Pool every document's candidates, normalise them with the null answer, keep top_k."""
         single = request.context is not None
-        pool = [(span.score, d, span) for d, prediction in documents for span in prediction.candidates]
-        pool.sort(key=lambda item: -item[0])
+        pool = sorted(
+            ((span, d) for d, prediction in documents for span in prediction.candidates), key=lambda item: -item[0].logit
+        )
         null_score = min(prediction.null_score for _, prediction in documents)
-        scores = np.array([item[0] for item in pool] + [null_score], dtype=np.float64)
-        finite = np.isfinite(scores)
-        probs = np.zeros_like(scores)
-        if finite.any():
-            shifted = np.exp(scores[finite] - scores[finite].max())
-            probs[finite] = shifted / shifted.sum()
+        probs = normalize_scores([span.logit for span, _ in pool] + [null_score])
         answers = [
-            ReaderAnswer(span.text, span.start, span.end, float(probs[i]), None if single else d)
-            for i, (_, d, span) in enumerate(pool[: request.top_k])
+            replace(span, score=float(probs[i]), document=None if single else d)
+            for i, (span, d) in enumerate(pool[: request.top_k])
         ]
         handle = self.config.version_2 if request.handle_impossible is None else request.handle_impossible
-        best = pool[0][0] if pool else -np.inf
-        impossible = not pool or (handle and null_score - best > self.config.null_threshold)
+        best = pool[0][0].logit if pool else -np.inf
+        impossible = not pool or (handle and abstains(null_score - best, self.config.null_threshold))
         return ReaderResult(request.question, answers, float(probs[-1]), bool(impossible), request.id)
 
 
