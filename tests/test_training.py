@@ -182,8 +182,9 @@ def test_config_file_and_command_line_overrides(tiny_bert_dir, sample_train, sam
         (["--max-length", "256", "--stride", "256"], "stride (256) must be smaller"),
         (["--train", "nope/missing.json"], "file not found"),
         (["--columns", "context=reviw"], "applies only to flat files"),
-        (["--learnig_rate", "1e-4"], "did you mean 'learning_rate'"),
-        (["--on-mismatch", "fix"], "unknown mismatch policy"),
+        (["--learnig_rate", "1e-4"], "did you mean '--learning_rate'"),
+        (["--learning_rate", "abc"], "invalid float value: 'abc'"),
+        (["--on-mismatch", "fix"], "invalid choice: 'fix'"),
     ],
 )
 def test_bad_options_fail_before_training_with_one_line(extra, message, tiny_bert_dir, sample_train, sample_dev, tmp_path):
@@ -253,18 +254,29 @@ DISTRIBUTED = textwrap.dedent(
     import torch
     from spanqa.training import train
 
+    from transformers import TrainerCallback
+
+    def digest_of(parameters):
+        return hashlib.sha256(b"".join(p.detach().cpu().contiguous().numpy().tobytes() for p in parameters)).hexdigest()
+
+    class RememberWeights(TrainerCallback):
+        # The trained weights as each rank holds them in memory when training ends.
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            self.digest = digest_of(model.parameters())
+
+    memory = RememberWeights()
     result = train({model!r}, {train_data!r}, {eval_data!r}, output_dir={out!r}, max_steps=4,
                    eval_strategy="no", save_strategy="no", load_best_model_at_end=False, max_length=128, stride=32,
-                   per_device_train_batch_size=4, learning_rate=1e-3, seed=3, report_to="none")
+                   per_device_train_batch_size=4, learning_rate=1e-3, seed=3, report_to="none", callbacks=[memory])
     from accelerate.state import PartialState
     from transformers import AutoModelForQuestionAnswering
     rank = int(os.environ["RANK"])
     state = PartialState()  # what the Trainer trained with: data-parallel over both processes
     world = state.num_processes if str(state.distributed_type) == "DistributedType.MULTI_CPU" else 1
     model = AutoModelForQuestionAnswering.from_pretrained({out!r})
-    digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
+    digest = digest_of(model.parameters())
     with open(os.path.join({report!r}, f"rank{{rank}}.json"), "w") as handle:
-        json.dump({{"world": world, "step": result.global_step, "digest": digest}}, handle)
+        json.dump({{"world": world, "step": result.global_step, "digest": digest, "memory": memory.digest}}, handle)
     """
 )
 
@@ -286,6 +298,8 @@ def test_torchrun_two_cpu_processes_agree(tiny_bert_dir, sample_train, sample_de
     assert all(r["world"] == 2 for r in ranks)
     assert ranks[0]["step"] == ranks[1]["step"] == 4
     assert ranks[0]["digest"] == ranks[1]["digest"]
+    # Every rank saved (collectively); the saved model loads and equals what rank 0 trained.
+    assert ranks[0]["memory"] == ranks[1]["memory"] == ranks[0]["digest"]
 
 
 @needs_shared(XQUAD)

@@ -16,6 +16,7 @@ from typing import Any, Optional, TypeVar
 
 import typer
 
+from .config import DEFAULTS
 from .errors import SpanQAError
 
 __all__ = ["app", "main"]
@@ -158,13 +159,15 @@ def evaluate_cmd(
     version_2: Optional[bool] = typer.Option(None, "--version-2/--version-1", help="Allow 'no answer' (default: detected from the data)."),
     lang: str = LangOpt,
     batch_size: int = typer.Option(32, help="Windows per forward pass."),
-    max_length: Optional[int] = typer.Option(None, help="Window length in tokens (default: the model's spanqa.json, else 384)."),
-    stride: Optional[int] = typer.Option(None, help="Overlap between windows in tokens (default: spanqa.json, else 128)."),
-    n_best: Optional[int] = typer.Option(None, help="Candidates kept per question (default 20)."),
-    max_answer_length: Optional[int] = typer.Option(None, help="Longest answer in tokens (default 30)."),
-    null_threshold: Optional[float] = typer.Option(None, help="Answer 'no answer' when null score - best score exceeds this (v2)."),
+    max_length: Optional[int] = typer.Option(None, help=f"Window length in tokens (default: the model's spanqa.json, else {DEFAULTS.max_length})."),
+    stride: Optional[int] = typer.Option(None, help=f"Overlap between windows in tokens (default: spanqa.json, else {DEFAULTS.stride})."),
+    n_best: Optional[int] = typer.Option(None, help=f"Candidates kept per question (default: spanqa.json, else {DEFAULTS.n_best})."),
+    max_answer_length: Optional[int] = typer.Option(None, help=f"Longest answer in tokens (default: spanqa.json, else {DEFAULTS.max_answer_length})."),
+    null_threshold: Optional[float] = typer.Option(
+        None, help=f"Answer 'no answer' when null score - best score exceeds this (v2; default: spanqa.json, else {DEFAULTS.null_threshold:g})."
+    ),
     tune_threshold: bool = typer.Option(False, "--tune-threshold", help="Find the null threshold that maximises F1 on this data; report both."),
-    save_threshold: bool = typer.Option(False, "--save-threshold", help="With --tune-threshold: store it in the model's spanqa.json."),
+    save_threshold: bool = typer.Option(False, "--save-threshold", help="Tune the threshold (implies --tune-threshold) and store it in the model's spanqa.json."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda if available)."),
 ) -> None:
     """Run a QA model over a dataset; write predictions, n-best, null odds and metrics."""
@@ -208,7 +211,7 @@ def data_check(
     no_answer_marker: Optional[str] = MarkerOpt,
     on_mismatch: str = MismatchOpt,
     model: str = typer.Option("minilm", "--model", "-m", help="Tokenizer for the length statistics."),
-    max_length: int = typer.Option(384, help="Window length for the 'longer than one window' count."),
+    max_length: int = typer.Option(DEFAULTS.max_length, help="Window length for the 'longer than one window' count."),
     max_problems: int = typer.Option(10, help="How many problem rows to list."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -246,99 +249,36 @@ def data_convert(
     typer.echo(f"wrote {len(dataset)} examples to {target}")
 
 
-TRAIN_OPTION_NAMES = {
-    "train": "train_data",
-    "eval": "eval_data",
-    "epochs": "num_train_epochs",
-    "batch_size": "per_device_train_batch_size",
-    "grad_accum": "gradient_accumulation_steps",
-    "warmup": "warmup_steps",
-}
-
-
-def parse_overrides(extra: list[str]) -> dict[str, Any]:
-    """``--name value`` / ``--name=value`` / ``--training.name value`` pairs; values parsed as YAML scalars."""
-    import yaml
-
-    from .errors import ConfigError
-
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(extra):
-        token = extra[i]
-        if not token.startswith("--"):
-            raise ConfigError(f"unexpected argument {token!r}; settings look like --name value")
-        name, eq, value = token[2:].partition("=")
-        if not eq:
-            if i + 1 < len(extra) and not extra[i + 1].startswith("--"):
-                value = extra[i + 1]
-                i += 1
-            else:
-                value = "true"
-        name = name.removeprefix("training.").replace("-", "_")
-        out[name] = yaml.safe_load(value) if value != "" else ""
-        i += 1
-    return out
-
-
 @app.command(
     "train",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    epilog="Any other TrainingArguments field can be given as --name value (e.g. --lr_scheduler_type cosine "
-    "--logging_steps 50), or in the --config file. Precedence: defaults < config file < command line.",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
 )
 @user_errors
-def train_cmd(
-    ctx: typer.Context,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model alias (minilm, the default), folder or hub id."),
-    train: Optional[str] = typer.Option(None, "--train", help="Training data (default: the sample data shipped with spanqa)."),
-    eval: Optional[str] = typer.Option(None, "--eval", help="Evaluation data for EM/F1 during and after training."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON file of settings (same names as the options, plus any TrainingArguments field)."),
-    output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Where the model goes (default spanqa-model)."),
-    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr", help="Peak learning rate (default: 2e-4 for small models, lower for large)."),
-    epochs: Optional[float] = typer.Option(None, "--epochs", help="Training epochs (default 8)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training windows per device per step (default 16)."),
-    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Gradient accumulation steps (default 1)."),
-    warmup: Optional[float] = typer.Option(None, "--warmup", help="Warmup ratio in [0, 1) or number of steps (default 0.1)."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay (default 0.01)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 42)."),
-    bf16: Optional[bool] = typer.Option(None, "--bf16", help="bfloat16 mixed precision."),
-    fp16: Optional[bool] = typer.Option(None, "--fp16", help="float16 mixed precision (CUDA)."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help="Window length in tokens (default 384)."),
-    stride: Optional[int] = typer.Option(None, "--stride", help="Overlap between windows in tokens (default 128)."),
-    max_answer_length: Optional[int] = typer.Option(None, "--max-answer-length", help="Longest answer in tokens (default 30)."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
-    version_2: Optional[bool] = typer.Option(None, "--version-2/--version-1", help="Allow 'no answer' (default: detected from the data)."),
-    skip_impossible: Optional[bool] = typer.Option(None, "--skip-impossible", help="Train only on answerable questions."),
-    columns: Optional[str] = ColumnsOpt,
-    no_answer_marker: Optional[str] = MarkerOpt,
-    on_mismatch: Optional[str] = typer.Option(None, "--on-mismatch", help="repair (default), trust or skip answers that disagree with their offsets."),
-    early_stopping_patience: Optional[int] = typer.Option(None, "--early-stopping-patience", help="Stop after N evaluations without F1 improving."),
-    report_to: Optional[str] = typer.Option(None, "--report-to", help="Logging integrations, e.g. tensorboard, wandb (default none)."),
-    push_to_hub: Optional[bool] = typer.Option(None, "--push-to-hub", help="Push the model to the Hugging Face hub (Trainer's option)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the latest finished checkpoint in the output dir."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in the output dir."),
-) -> None:
-    """Fine-tune an extractive-QA model; with no options, the embedded default on the sample data."""
-    from .data import parse_columns
-    from .training import load_config_file, train as run_training
+def train_cmd(ctx: typer.Context) -> None:
+    """Fine-tune an extractive-QA model; with no options, the embedded default on the sample data.
 
-    settings: dict[str, Any] = load_config_file(config) if config else {}
-    named = {
-        "model": model, "train": train, "eval": eval, "output_dir": output_dir, "learning_rate": learning_rate,
-        "epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum, "warmup": warmup,
-        "weight_decay": weight_decay, "seed": seed, "bf16": bf16, "fp16": fp16, "max_length": max_length,
-        "stride": stride, "max_answer_length": max_answer_length, "max_steps": max_steps, "version_2": version_2,
-        "skip_impossible": skip_impossible, "columns": parse_columns(columns) if columns else None,
-        "no_answer_marker": no_answer_marker, "on_mismatch": on_mismatch,
-        "early_stopping_patience": early_stopping_patience, "report_to": report_to, "push_to_hub": push_to_hub,
-    }
-    settings.update({k: v for k, v in named.items() if v is not None})
-    settings.update(parse_overrides(list(ctx.args)))
-    settings = {TRAIN_OPTION_NAMES.get(k, k): v for k, v in settings.items()}
-    if isinstance(settings.get("columns"), str):
-        settings["columns"] = parse_columns(settings["columns"])
-    result = run_training(resume=resume or bool(settings.pop("resume", False)), overwrite=overwrite or bool(settings.pop("overwrite", False)), **settings)
+    Options: spanqa train --help (every TrainingArguments field, plus data, window and decoding settings;
+    also settable in a --config YAML/JSON file; precedence: defaults < config file < command line).
+    """
+    from .arguments import parse_train_args
+    from .data import parse_columns
+    from .training import train as run_training
+
+    data, args = parse_train_args(list(ctx.args))
+    result = run_training(
+        data.model,
+        data.train_data,
+        data.eval_data,
+        args=args,
+        columns=parse_columns(data.columns),
+        no_answer_marker=data.no_answer_marker,
+        on_mismatch=data.on_mismatch,
+        train_split=data.train_split,
+        eval_split=data.eval_split,
+        resume=data.resume,
+        overwrite=data.overwrite,
+    )
     if result.metrics:
         shown = {k: round(v, 2) for k, v in result.metrics.items() if k in ("exact", "exact_match", "f1", "HasAns_f1", "NoAns_f1", "best_f1")}
         typer.echo("dev " + "  ".join(f"{k}={v}" for k, v in shown.items()))

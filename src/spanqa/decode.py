@@ -38,10 +38,16 @@ class DecodeConfig:
             raise ConfigError(f"max_answer_length must be >= 1 token, got {self.max_answer_length}")
 
 
-def abstains(null_odds: float, threshold: float) -> bool:
+def abstains(null_score: float, best_score: float, threshold: float) -> bool:
     """The no-answer rule, the only place it is written: abstain when the null score
-    minus the best span score (``null_odds``) exceeds ``threshold``."""
-    return bool(null_odds > threshold)
+    minus the best span score (the null odds) exceeds ``threshold``.
+
+    Args:
+        null_score: The question's lowest null logit (start + end logit of CLS) over its windows.
+        best_score: The best span's logit (start + end); -inf when there is none.
+        threshold: The model's no-answer threshold (``spanqa.json``'s ``null_threshold``).
+    """
+    return bool(null_score - best_score > threshold)
 
 
 def normalize_scores(logits: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -102,7 +108,7 @@ class ExamplePrediction:
 
     def decided(self, threshold: float) -> ExamplePrediction:
         """This prediction re-decided at another no-answer ``threshold``."""
-        text = "" if not self.candidates or abstains(self.null_odds, threshold) else self.candidates[0].text
+        text = "" if not self.candidates or abstains(self.null_score, self.best_score, threshold) else self.candidates[0].text
         return replace(self, text=text)
 
 
@@ -275,7 +281,7 @@ class SpanDecoder:
         no_answer_probability = float(probs[-1]) if self.config.allow_impossible and probs.size else 0.0
         if not spans:
             text = ""
-        elif self.config.allow_impossible and abstains(null_score - best_score, self.config.null_threshold):
+        elif self.config.allow_impossible and abstains(null_score, best_score, self.config.null_threshold):
             text = ""
         else:
             text = spans[0].text

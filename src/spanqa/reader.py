@@ -269,7 +269,7 @@ class Reader:
         ]
         handle = self.config.version_2 if request.handle_impossible is None else request.handle_impossible
         best = pool[0][0].logit if pool else -np.inf
-        impossible = not pool or (handle and abstains(null_score - best, self.config.null_threshold))
+        impossible = not pool or (handle and abstains(null_score, best, self.config.null_threshold))
         return ReaderResult(request.question, answers, float(probs[-1]), bool(impossible), request.id)
 
 
