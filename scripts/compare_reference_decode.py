@@ -30,7 +30,6 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "xquad" / "xquad.en.json"
 sys.path.insert(0, str(ROOT / "tests"))
 import reference_recipe  # noqa: E402  (tests/reference_recipe.py: the notebook and official-script oracles)
 
-
 # --------------------------------------------------------------------------- the reference recipe
 # The notebook's preprocessing and post-processing and the official SQuAD v1.1 scoring live once, in
 # tests/reference_recipe.py; these wrappers take and give the ``datasets``-style column dicts used here.

@@ -97,7 +97,8 @@ def trained_elsewhere(tmp_path_factory, tiny_bert_dir, sample_train) -> Path:
 def test_evaluate_writes_files_and_consistent_metrics(tiny_bert_dir, sample_dev, tmp_path):
     out = tmp_path / "eval"
     result = evaluate(tiny_bert_dir, sample_dev, output_dir=out, max_length=MAX_LENGTH, stride=STRIDE)
-    files = {name: json.loads((out / name).read_text(encoding="utf-8")) for name in ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json")}
+    names = ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json")
+    files = {name: json.loads((out / name).read_text(encoding="utf-8")) for name in names}
     examples = load_examples(sample_dev).examples
     ids = {ex.id for ex in examples}
     predictions, nbest, null_odds, metrics = (files[k] for k in ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json"))
@@ -177,7 +178,8 @@ def test_cli_evaluate_writes_files(tiny_bert_dir, sample_dev, tmp_path):
 def test_cli_missing_model_folder_is_one_error_line(sample_dev, tmp_path):
     missing = tmp_path / "no-such-model"
     proc = subprocess.run(
-        [sys.executable, "-c", "from spanqa.cli import main; main()", "evaluate", "--model", str(missing), "--data", str(sample_dev), "--output-dir", str(tmp_path / "out")],
+        [sys.executable, "-c", "from spanqa.cli import main; main()", "evaluate", "--model", str(missing), "--data", str(sample_dev),
+         "--output-dir", str(tmp_path / "out")],
         capture_output=True,
         text=True,
         timeout=120,

@@ -8,12 +8,11 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from conftest import build_wordpiece
 from typer.testing import CliRunner
 
 from spanqa import QAExample, Reader, WindowConfig, build_features
 from spanqa.cli import app
-
-from conftest import build_wordpiece
 
 runner = CliRunner()
 SRC = Path(__file__).resolve().parents[1] / "src" / "spanqa"

@@ -9,14 +9,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import XQUAD, needs_shared
 from typer.testing import CliRunner
 
 from spanqa import Reader, SpanQAConfig, evaluate, load_examples
 from spanqa.cli import app
 from spanqa.errors import DataError
 from spanqa.models import load_tokenizer
-
-from conftest import XQUAD, needs_shared
 
 runner = CliRunner()
 FILLER = "river stone lamp garden winter paper window market bridge yellow quiet morning".split()

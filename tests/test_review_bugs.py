@@ -10,7 +10,10 @@ from spanqa import Reader, SpanQAConfig, evaluate, load_examples
 from spanqa.errors import ConfigError
 from spanqa.training import SpanQATrainingArguments, train
 
-FAST = {"max_length": 128, "stride": 32, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 16, "logging_steps": 5, "learning_rate": 1e-3, "seed": 7}
+FAST = {
+    "max_length": 128, "stride": 32, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 16, "logging_steps": 5,
+    "learning_rate": 1e-3, "seed": 7,
+}
 DEFAULT_MAX_LENGTH = SpanQAConfig().max_length
 
 

@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import XQUAD, needs_shared
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
-
-from conftest import XQUAD, needs_shared
-from spanqa.cli import app
 from test_metrics import (
     HAND_NA,
     HAND_V2,
@@ -36,6 +33,9 @@ from test_metrics import (
     ref_v2_evaluate,
     squad_dataset,
 )
+from typer.testing import CliRunner
+
+from spanqa.cli import app
 
 runner = CliRunner()
 

@@ -492,7 +492,7 @@ def test_limits_over_a_real_socket(reader):
         while not server.started:
             assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
             time.sleep(0.02)
-        url = "http://127.0.0.1:%d" % sock.getsockname()[1]
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         big = json.dumps({"question": "Who?", "context": "word " * 100_000}).encode()  # 500 kB
         with httpx.Client(base_url=url, timeout=30, trust_env=False) as client:
             assert_error(client.post("/answer", content=big), 413, "payload_too_large")

@@ -10,14 +10,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import SUBJQA, XQUAD, needs_shared
 from typer.testing import CliRunner
 
 from spanqa import evaluate
 from spanqa.cli import app
 from spanqa.io import atomic_open
 from spanqa.training import SpanQATrainingArguments, find_resumable_checkpoint, train
-
-from conftest import SUBJQA, XQUAD, needs_shared
 
 FAST = dict(
     max_length=128,

@@ -93,8 +93,8 @@ class SpanQATrainingArguments(TrainingArguments):
     gradient_accumulation_steps: int = field(
         default=1, metadata={"aliases": ["--grad-accum", "--grad_accum"], "help": "Steps to accumulate gradients over before an update."}
     )
-    eval_strategy: str = field(default="epoch", metadata={"help": "When to compute EM/F1: 'no', 'steps' or 'epoch'."})  # type: ignore[assignment]
-    save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint: 'no', 'steps', 'epoch' or 'best'."})  # type: ignore[assignment]
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to compute EM/F1: 'no', 'steps' or 'epoch'."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint: 'no', 'steps', 'epoch' or 'best'."})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the checkpoint with the best metric_for_best_model."})
     metric_for_best_model: str | None = field(default="f1", metadata={"help": "Metric that picks the best checkpoint."})
     greater_is_better: bool | None = field(default=True, metadata={"help": "Whether a larger metric_for_best_model is better."})
@@ -163,7 +163,7 @@ class _Parser(HfArgumentParser):
 def train_parser() -> HfArgumentParser:
     """The parser of ``spanqa train``: :class:`TrainDataArguments` then :class:`SpanQATrainingArguments`."""
     return _Parser(
-        (TrainDataArguments, SpanQATrainingArguments),
+        [TrainDataArguments, SpanQATrainingArguments],  # type: ignore[list-item]  # dataclass types
         prog="spanqa train",
         usage="spanqa train [--model M] [--train FILE] [--eval FILE] [--config FILE] [--output_dir DIR] [--name value ...]",
         description="Fine-tune an extractive-QA model; with no options, the embedded default on the sample data. "

@@ -55,7 +55,7 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever sys.stderr is now (test runners swap it between calls)."""
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -99,7 +99,12 @@ MismatchOpt = typer.Option(
     help="Answers whose text is not at their offset: 'repair' (search nearby, skip if not found), "
     "'trust' (keep the offsets, take the text from the context) or 'skip'.",
 )
-LangOpt = typer.Option("squad", "--lang", help="Answer normalisation: 'squad' (official English script) or a language code (MLQA rules: en, es, de, ar, hi, zh, el, ...).")
+HandleImpossibleOpt = typer.Option(
+    None, "--handle-impossible/--always-answer", help="Allow 'no answer' (default: as the model was trained)."
+)
+LangOpt = typer.Option(
+    "squad", "--lang", help="Answer normalisation: 'squad' (official English script) or a language code (MLQA rules: en, es, de, ar, hi, zh, el, ...)."
+)
 
 
 @app.command()
@@ -167,7 +172,9 @@ def evaluate_cmd(
         None, help=f"Answer 'no answer' when null score - best score exceeds this (v2; default: spanqa.json, else {DEFAULTS.null_threshold:g})."
     ),
     tune_threshold: bool = typer.Option(False, "--tune-threshold", help="Find the null threshold that maximises F1 on this data; report both."),
-    save_threshold: bool = typer.Option(False, "--save-threshold", help="Tune the threshold (implies --tune-threshold) and store it in the model's spanqa.json."),
+    save_threshold: bool = typer.Option(
+        False, "--save-threshold", help="Tune the threshold (implies --tune-threshold) and store it in the model's spanqa.json."
+    ),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda if available)."),
 ) -> None:
     """Run a QA model over a dataset; write predictions, n-best, null odds and metrics."""
@@ -294,7 +301,7 @@ def ask(
     context_file: Optional[Path] = typer.Option(None, "--context-file", help="Read the text from this file (any length)."),
     top_k: int = typer.Option(1, "--top-k", help="How many answers to show."),
     max_answer_length: Optional[int] = typer.Option(None, help="Longest answer in tokens."),
-    handle_impossible: Optional[bool] = typer.Option(None, "--handle-impossible/--always-answer", help="Allow 'no answer' (default: as the model was trained)."),
+    handle_impossible: Optional[bool] = HandleImpossibleOpt,
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -333,7 +340,7 @@ def predict(
     columns: Optional[str] = ColumnsOpt,
     top_k: int = typer.Option(1, "--top-k", help="Answers kept per question."),
     max_answer_length: Optional[int] = typer.Option(None, help="Longest answer in tokens."),
-    handle_impossible: Optional[bool] = typer.Option(None, "--handle-impossible/--always-answer", help="Allow 'no answer' (default: as the model was trained)."),
+    handle_impossible: Optional[bool] = HandleImpossibleOpt,
     batch_size: int = typer.Option(32, help="Windows per forward pass."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
 ) -> None:
@@ -356,7 +363,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per forward pass (torch.set_num_threads); 1 is often fastest on a busy machine."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="CPU threads per forward pass (torch.set_num_threads); 1 is often fastest on a busy machine."
+    ),
 ) -> None:
     """Serve the model over HTTP: POST /answer, GET /health, /docs, and a web page at /."""
     from .serve import ServeSettings, run_server

@@ -81,8 +81,8 @@ class SpanQAConfig:
             if key not in _SETTING_NAMES:
                 raise TypeError(f"unknown spanqa setting {key!r}")
         config = replace(self, **{k: v for k, v in overrides.items() if v is not None}, extra=dict(self.extra))
-        config.window  # validates max_length / stride now, before anything heavy happens
-        config.decode_config()
+        # Build both now: they validate max_length, stride, n_best... before anything heavy happens.
+        _ = config.window, config.decode_config()
         return config
 
     def save(self, folder: str | Path) -> Path:

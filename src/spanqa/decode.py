@@ -155,7 +155,7 @@ class SpanDecoder:
         if self._limits is not None and (self._limits > config.max_answer_length).any():
             raise ConfigError("a per-example max_answer_length exceeds the decoder's max_answer_length")
         self._pending = [_Pending() for _ in examples]
-        self._char_maps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._char_maps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def add(self, indices: Sequence[int] | np.ndarray, start_logits: np.ndarray, end_logits: np.ndarray) -> None:
         """Decode one batch of windows: ``start_logits[b]`` belongs to window ``indices[b]``."""
@@ -252,7 +252,7 @@ class SpanDecoder:
         return [self._finalize_one(ex, p) for ex, p in zip(self.examples, self._pending)]
 
     def _finalize_one(self, example: QAExample, pending: _Pending) -> ExamplePrediction:
-        order = np.argsort(-np.asarray(pending.scores), kind="stable") if pending.scores else []
+        order: Sequence[int] = np.argsort(-np.asarray(pending.scores), kind="stable").tolist() if pending.scores else []
         spans: list[Span] = []
         seen: set[tuple[int, int]] = set()
         for j in order:

@@ -135,7 +135,7 @@ class Reader:
         batch_size: int = 32,
     ) -> None:
         self.device = pick_device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # to() takes a device too
         self.tokenizer = tokenizer
         self.config = config or SpanQAConfig()
         self.batch_size = batch_size
@@ -174,8 +174,8 @@ class Reader:
         order = np.argsort(-features.lengths, kind="stable")
         for lo in range(0, len(order), size):
             rows = order[lo : lo + size]
-            batch = self.tokenizer.pad(features.model_inputs(rows), return_tensors="pt")
-            batch = {k: v.to(self.device) for k, v in batch.items()}
+            padded = self.tokenizer.pad(features.model_inputs(rows), return_tensors="pt")
+            batch = {k: v.to(self.device) for k, v in padded.items()}
             with torch.inference_mode():
                 out = self.model(**batch)
             yield rows, out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()

@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -221,7 +221,7 @@ def _loc(parts: Sequence[Any]) -> str:
     return out or "body"
 
 
-def _validation_details(errors: Sequence[dict[str, Any]], prefix: Sequence[Any] = ()) -> tuple[str, list[dict[str, Any]]]:
+def _validation_details(errors: Sequence[Mapping[str, Any]], prefix: Sequence[Any] = ()) -> tuple[str, list[dict[str, Any]]]:
     details = []
     for err in errors:
         loc = [*prefix, *(p for p in err.get("loc", ()) if p != "body")]
@@ -577,7 +577,7 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
         logger.error("error answering %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal_error", "the server failed to answer this request; see its log")
 
-    errors = {
+    errors: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorResponse, "description": "Malformed JSON or non-UTF-8 body"},
         413: {"model": ErrorResponse, "description": "Body or a context over the size limit"},
         422: {"model": ErrorResponse, "description": "Missing fields, wrong types, empty question, too many questions"},

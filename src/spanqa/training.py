@@ -105,7 +105,7 @@ class SpanQATrainer(Trainer):
         # The hook Trainer calls for checkpoints and save_model alike, on every rank.
         super()._save(output_dir, state_dict)
         if self.args.should_save:
-            self.spanqa_config.save(output_dir if output_dir is not None else self.args.output_dir)
+            self.spanqa_config.save(output_dir or self.args.output_dir or ".")
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         if self.args.train_sampling_strategy != "group_by_length":
@@ -240,7 +240,8 @@ def train(
     window.check_model_limit(tokenizer, getattr(qa_model.config, "max_position_embeddings", None))
     if args.learning_rate is None:
         args = replace(args, learning_rate=_auto_learning_rate(qa_model.num_parameters()))
-        logger.info("learning rate %.0e (picked for a model of %.0fM parameters; set learning_rate to override)", args.learning_rate, qa_model.num_parameters() / 1e6)
+        millions = qa_model.num_parameters() / 1e6
+        logger.info("learning rate %.0e (picked for a model of %.0fM parameters; set learning_rate to override)", args.learning_rate, millions)
 
     version_2 = args.version_2
     if version_2 is None:
