@@ -6,11 +6,13 @@ import csv
 import json
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import SUBJQA, XQUAD, needs_shared, sample_path
 
-from conftest import SUBJQA, XQUAD, needs_shared
 from spanqa.data import (
     Answer,
     ColumnMapping,
@@ -22,7 +24,8 @@ from spanqa.data import (
     to_squad,
 )
 from spanqa.datacheck import summarize
-from spanqa.errors import DataError
+from spanqa.errors import ConfigError, DataError
+from spanqa.features import WindowConfig, build_features
 
 SUBJQA_MAPPING = {
     "context": "review",
@@ -690,6 +693,36 @@ def test_hub_dataset(monkeypatch):
     assert calls[-1] == ("squadlike", None, "train")
 
 
+def test_hub_config_with_a_dot_is_not_a_file_extension(monkeypatch, tmp_path):
+    """``google/xquad@xquad.en``: '.en' belongs to the config name, so this is a hub dataset, not a missing file."""
+    datasets = pytest.importorskip("datasets")
+    calls = []
+
+    def fake_load_dataset(name, config=None, split=None, **kwargs):
+        calls.append((name, config, split))
+        return datasets.Dataset.from_dict({
+            "id": ["x1"], "title": ["Battery"], "context": [CTX_BATTERY], "question": ["How long does the battery last?"],
+            "answers": [{"text": ["two days"], "answer_start": [18]}],
+        })
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.chdir(tmp_path)
+    for spec, call in [
+        ("google/xquad@xquad.en:validation", ("google/xquad", "xquad.en", "validation")),
+        ("google/xquad@xquad.en", ("google/xquad", "xquad.en", "train")),
+        ("wikimedia/wikipedia@20231101.en", ("wikimedia/wikipedia", "20231101.en", "train")),
+        ("someuser/qa.v2", ("someuser/qa.v2", None, "train")),
+    ]:
+        ds = load_examples(spec)
+        assert calls[-1] == call and ds.examples[0].answers == (Answer("two days", 18),), spec
+    # Names ending in a data-file extension are (missing) local files, whatever follows them.
+    calls.clear()
+    for spec in ("data/train.json", "train.jsonl", "reviews.csv:test", "data/train.parquet@x"):
+        with pytest.raises(DataError, match=rf"^{re.escape(spec)}: file not found$"):
+            load_examples(spec)
+    assert calls == []
+
+
 def test_hub_rows_are_validated_with_location(monkeypatch):
     datasets = pytest.importorskip("datasets")
     rows = hub_rows()
@@ -706,7 +739,8 @@ def test_hub_failure_is_a_data_error(monkeypatch):
         raise ConnectionError("no network\nmore detail")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(DataError, match=r"someuser/missing:test: not a local file, and loading it from the Hugging Face hub failed \(ConnectionError: no network\)$"):
+    expected = r"someuser/missing:test: not a local file, and loading it from the Hugging Face hub failed \(ConnectionError: no network\)$"
+    with pytest.raises(DataError, match=expected):
         load_examples("someuser/missing:test")
 
 
@@ -825,6 +859,42 @@ def test_summarize_counts(tmp_path, wordpiece_tokenizer):
     json.dumps(as_dict)
     text = "\n".join(full.lines())
     assert "(33.3% unanswerable)" in text and "question tokens: min" in text
+
+
+def _contexts_cut_by_build_features(examples, tokenizer, window) -> int:
+    """The truth: distinct contexts with a question that build_features spreads over several windows."""
+    features = build_features(examples, tokenizer, window)
+    windows = np.bincount(features.example_index, minlength=len(examples))
+    return len({examples[k].context for k in np.flatnonzero(windows > 1)})
+
+
+LONG_QUESTION = "東京大学の😀図書館は何年に建てられましたか" * 3  # byte-level BPE cuts it inside a character
+
+
+@pytest.mark.parametrize("long_questions", [False, True])
+def test_contexts_longer_than_window_agrees_with_build_features(any_tokenizer, long_questions):
+    """data check's count is build_features' own: same question cut, same special tokens, for every window size."""
+    dataset = load_examples(sample_path("train"))
+    if long_questions:
+        dataset = dataset.subset([replace(ex, question=LONG_QUESTION + ex.question) for ex in dataset.examples])
+    lengths = [len(ids) for ids in any_tokenizer(sorted({ex.context for ex in dataset}), add_special_tokens=False)["input_ids"]]
+    assert min(lengths) < 200 < max(lengths)  # the sweep below crosses the contexts' lengths
+    for max_length in range(80, 480, 32):
+        window = WindowConfig(max_length=max_length, stride=16, max_question_tokens=16 if long_questions else min(64, max_length - 21))
+        truth = _contexts_cut_by_build_features(dataset.examples, any_tokenizer, window)
+        summary = summarize(dataset, any_tokenizer, window=window)
+        assert (summary.contexts_longer_than_window, summary.window_max_length) == (truth, max_length), window
+        if max_length >= 96 and not long_questions:  # max_length alone: the default window of that length
+            assert summarize(dataset, any_tokenizer, max_length=max_length).contexts_longer_than_window == truth, max_length
+
+
+def test_summarize_window_for_max_length_alone(wordpiece_tokenizer):
+    """A short max_length alone still gives a valid window: the question limit and stride shrink to fit."""
+    dataset = load_examples(sample_path("train"))
+    assert summarize(dataset, wordpiece_tokenizer, max_length=16).contexts_longer_than_window == len({ex.context for ex in dataset})
+    assert summarize(dataset, wordpiece_tokenizer).window_max_length == WindowConfig().max_length
+    with pytest.raises(ConfigError, match="max_length"):
+        summarize(dataset, wordpiece_tokenizer, max_length=128, window=WindowConfig(max_length=256))
 
 
 def test_summary_lines_list_problem_rows(tmp_path):

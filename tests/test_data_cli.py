@@ -9,9 +9,9 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import SUBJQA, XQUAD, build_wordpiece, needs_shared
 from typer.testing import CliRunner
 
-from conftest import SUBJQA, XQUAD, build_wordpiece, needs_shared
 from spanqa.cli import app
 from spanqa.data import Answer, load_examples
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -423,3 +424,105 @@ def test_xquad_answers_round_trip_from_labels(round_trip_tokenizers):
     print("\n".join(lines))
     print("answers that start or end inside a word of their text:\n  " + "\n  ".join(in_word_cases or ["none"]))
     assert not failures, failures
+
+
+# --------------------------------------------------------------------------- combining marks at answer edges
+
+
+def _decode_labels(examples, features) -> list[str]:
+    """What the decoder answers when each window's logits point (only) at its labels."""
+    from spanqa.decode import DecodeConfig, decode
+
+    rows = np.arange(len(features))
+    start = np.full(features.offsets.shape[:2], -10.0)
+    end = np.full(features.offsets.shape[:2], -10.0)
+    start[rows, features.start_positions] = 10.0
+    end[rows, features.end_positions] = 10.0
+    return [p.text for p in decode(examples, features, start, end, DecodeConfig(max_answer_length=64))]
+
+
+def _labelled(features, k: int) -> list[int]:
+    return [int(i) for i in np.flatnonzero(features.example_index == k) if features.start_positions[i] != features.cls_index[i]]
+
+
+MARKED_ENDINGS = [
+    ("We met at the cafe\u0301", "cafe\u0301"),  # decomposed é: BERT's accent stripping drops the U+0301
+    ("He greeted everyone: नमस्ते", "नमस्ते"),  # ends in U+0947, a vowel sign BERT strips
+    ("He greeted everyone: नमस्ते", "नमस्ते"[-3:]),  # starts on a mark (U+094D) after its base
+    ("A cafe\u0301 opened, then a cafe\u0301\u0302", "cafe\u0301\u0302"),  # several marks
+]
+
+
+def test_bert_normaliser_drops_trailing_marks_from_offsets(wordpiece_tokenizer):
+    """The premise of the tests below: the last token ends before a stripped trailing mark."""
+    context = "We met at the cafe\u0301"
+    offsets = wordpiece_tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    assert offsets[-1][1] == len(context) - 1
+
+
+@pytest.mark.parametrize(("context", "answer"), MARKED_ENDINGS)
+def test_answer_ending_in_a_mark_at_the_end_of_the_context_is_labelled(any_tokenizer, context, answer):
+    """Not CLS ("no answer") when the tokenizer drops the mark; the decoder puts the marks back."""
+    start = context.rindex(answer)
+    ex = QAExample(id="m", question="Where did they meet?", context=context, answers=(Answer(answer, start),))
+    features = build_features([ex], any_tokenizer, WindowConfig(max_length=64, stride=16, max_question_tokens=16))
+    assert _labelled(features, 0), "the answer's window is labelled 'no answer'"
+    (decoded,) = _decode_labels([ex], features)
+    whole = start  # an answer starting on a mark comes back with the mark's base: the decoder keeps them together
+    while unicodedata.category(context[whole]).startswith("M"):
+        whole -= 1
+    assert context.endswith(decoded) and decoded.endswith(context[whole:]), (decoded, answer)
+
+
+@pytest.mark.parametrize(("context", "answer"), [("We met at the cafe\u0301 today.", "\u0301 today"), ("He said नमस्ते twice.", "े twice")])
+def test_answer_starting_on_a_mark_is_labelled_from_its_base(any_tokenizer, context, answer):
+    """A gold start inside a grapheme (on a mark) labels the base's token: the decoded answer holds the whole gold text."""
+    start = context.index(answer)
+    ex = QAExample(id="m", question="When?", context=context, answers=(Answer(answer, start),))
+    features = build_features([ex], any_tokenizer, WindowConfig(max_length=64, stride=16, max_question_tokens=16))
+    assert _labelled(features, 0)
+    (decoded,) = _decode_labels([ex], features)
+    assert answer.strip() in decoded and context[start - 1] + answer in decoded, decoded
+
+
+def test_marked_answer_in_a_long_context_is_labelled_in_its_last_window(wordpiece_tokenizer):
+    context = " ".join(f"word{i}" for i in range(120)) + " the cafe\u0301"
+    ex = QAExample(id="m", question="Where?", context=context, answers=(Answer("cafe\u0301", len(context) - 5),))
+    features = build_features([ex], wordpiece_tokenizer, WindowConfig(max_length=64, stride=16, max_question_tokens=16))
+    assert len(features) > 3
+    assert _labelled(features, 0) == [len(features) - 1]
+    assert _decode_labels([ex], features) == ["cafe\u0301"]
+
+
+@pytest.mark.integration
+def test_thai_answer_ending_in_marks_with_the_default_tokenizer():
+    """The default model's (uncased BERT) tokenizer strips Thai vowel and tone marks (both Mn)."""
+    from spanqa.models import load_tokenizer
+
+    context = "เขาบอกว่าไปที่นี่"
+    ex = QAExample(id="th", question="ไปไหน", context=context, answers=(Answer("ที่นี่", context.index("ที่นี่")),))
+    features = build_features([ex], load_tokenizer("minilm"))
+    assert _labelled(features, 0)
+    assert _decode_labels([ex], features)[0].endswith("ที่นี่")
+
+
+@pytest.mark.shared
+@pytest.mark.integration
+@needs_shared(XQUAD)
+@pytest.mark.parametrize("language", ["th", "hi", "ar"])
+def test_xquad_answers_are_labelled_in_some_window(language):
+    """XQuAD is v1 (every question answerable): no answer may be labelled "no answer" in all its windows.
+
+    Six XQuAD-th answers end in a Thai mark at the very end of their context, which
+    the default (uncased BERT) tokenizer strips; Hindi and Arabic answers often end in marks.
+    """
+    from spanqa.models import load_tokenizer
+
+    path = XQUAD / f"xquad.{language}.json"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    examples = load_examples(path).examples
+    features = build_features(examples, load_tokenizer("minilm"))
+    labelled = np.zeros(len(examples), dtype=bool)
+    np.logical_or.at(labelled, features.example_index, features.start_positions != features.cls_index)
+    assert labelled.all(), [(examples[k].id, examples[k].answers[0].text) for k in np.flatnonzero(~labelled)]

@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from .errors import DataError, did_you_mean
 from .io import atomic_open, write_json
@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 MismatchPolicy = Literal["repair", "trust", "skip"]
 MISMATCH_POLICIES: tuple[str, ...] = ("repair", "trust", "skip")
 FLAT_SUFFIXES = {".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".pq"}
+# Names ending in one of these are files, never hub datasets: the loader's formats plus common
+# data files it cannot read (so a missing 'notes.txt' is reported as a missing file).
+FILE_SUFFIXES = FLAT_SUFFIXES | {".txt", ".xml", ".xlsx", ".arrow", ".gz", ".zip", ".bz2", ".xz", ".zst"}
 REPAIR_WINDOW = 300  # characters either side of the given start searched by the 'repair' policy
 
 
@@ -230,7 +233,7 @@ def load_examples(
             raise DataError(f"{path}: is a folder; give a data file (SQuAD JSON, JSONL, CSV or Parquet)")
         rows, version_hint = _read_file(path, mapping, require_answers)
         name = str(path)
-    elif path.suffix[1:].isalpha() or not _looks_like_hub_id(str(source)):
+    elif not _is_hub_spec(str(source)):
         raise DataError(f"{source}: file not found")
     else:
         rows = _read_hub(str(source), split, mapping, require_answers)
@@ -255,6 +258,16 @@ def load_examples(
 
 def _looks_like_hub_id(text: str) -> bool:
     return bool(re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?(@[\w.\-]+)?(:[\w.\-\[\]%:+]+)?", text))
+
+
+def _is_hub_spec(text: str) -> bool:
+    """Whether a source that is not a local file names a hub dataset, ``NAME[@CONFIG][:SPLIT]``.
+
+    Only NAME's suffix tells a file from a dataset: a config or split may hold dots
+    (``google/xquad@xquad.en``), and so may a dataset name (``someuser/qa.v2``).
+    """
+    name = text.partition(":")[0].partition("@")[0]
+    return _looks_like_hub_id(text) and Path(name).suffix.lower() not in FILE_SUFFIXES
 
 
 def _read_file(path: Path, mapping: ColumnMapping, require_answers: bool = True) -> tuple[list[_RawRow], str | None]:
@@ -350,7 +363,8 @@ def _squad_rows(articles: list[Any], path: Path) -> Iterator[_RawRow]:
                 answers = qa.get("answers") or []
                 if not isinstance(answers, list):
                     raise DataError(f"{loc}: field 'answers': expected a list of {{text, answer_start}}")
-                texts, starts = [], []
+                texts: list[str] = []
+                starts: list[int | None] = []
                 for answer in answers:
                     if not isinstance(answer, dict) or "text" not in answer or "answer_start" not in answer:
                         raise DataError(f"{loc}: field 'answers': each answer needs 'text' and 'answer_start'")
@@ -436,21 +450,22 @@ def _flat_rows(records: Iterable[Mapping[str, Any]], path: Path, mapping: Column
             raise DataError(f"{loc}: missing field {missing[0]!r}")
         texts, starts, ends = _answers_of(record, cols, loc)
         impossible = False
-        if cols["is_impossible"] is not None:
-            impossible = _as_bool(record[cols["is_impossible"]], loc, cols["is_impossible"])
+        impossible_column = cols["is_impossible"]
+        if impossible_column is not None:
+            impossible = _as_bool(record[impossible_column], loc, impossible_column)
         if marker is not None:
             kept = [(t, s, e) for t, s, e in zip(texts, starts, ends) if t.strip() != marker]
             impossible = impossible or (bool(texts) and not kept)
             texts, starts, ends = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
         if impossible or not any(t.strip() for t in texts):
             texts, starts, ends, impossible = [], [], [], True
-        context = record[cols["context"]]
+        context = record[cast(str, cols["context"])]  # question and context columns always resolve
         if marker is not None and isinstance(context, str):
             context = _strip_marker(context, marker)
         rows.append(
             _RawRow(
                 location=loc,
-                question=record[cols["question"]],
+                question=record[cast(str, cols["question"])],
                 context=context,
                 id=record[cols["id"]] if cols["id"] else f"{path.stem}-{n}",
                 title=record[cols["title"]] if cols["title"] else "",
@@ -514,14 +529,14 @@ def _answers_of(record: Mapping[str, Any], cols: Mapping[str, str | None], loc: 
             raise DataError(
                 f"{loc}: field {cols['answers']!r}: {len(texts)} texts but {len(raw_starts)} answer_start values"
             )
-        starts = [_as_int(s, loc, "answer_start") for s in raw_starts]
-        return [_as_text(t, loc, cols["answers"]) for t in texts], list(starts), [None] * len(texts)
+        answer_starts: list[int | None] = [_as_int(s, loc, "answer_start") for s in raw_starts]
+        return [_as_text(t, loc, str(cols["answers"])) for t in texts], answer_starts, [None] * len(texts)
     if cols["answer_text"] is None:
         return [], [], []
     raw_text = _maybe_json(record[cols["answer_text"]])
     if raw_text is None or (isinstance(raw_text, float) and math.isnan(raw_text)):
         return [], [], []
-    texts = [_as_text(t, loc, cols["answer_text"]) for t in _as_list(raw_text)]
+    texts = [_as_text(t, loc, str(cols["answer_text"])) for t in _as_list(raw_text)]
     texts_are_empty = not any(t.strip() for t in texts)
     if cols["answer_start"] is None:
         if texts_are_empty:

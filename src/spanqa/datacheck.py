@@ -7,12 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .config import DEFAULTS
 from .data import QADataset, QAExample, splits_word
+from .errors import ConfigError
+from .features import SPECIAL_TOKEN_ROOM, WindowConfig, context_room
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["DataSummary", "answers_inside_words", "summarize"]
+__all__ = ["DataSummary", "answers_inside_words", "summarize", "window_for"]
 
 
 @dataclass
@@ -111,8 +114,39 @@ def _stats(values: list[int]) -> dict[str, float]:
     }
 
 
-def summarize(dataset: QADataset, tokenizer: PreTrainedTokenizerBase | None = None, max_length: int = 384) -> DataSummary:
-    """Counts and problems; token length statistics when a tokenizer is given."""
+def window_for(max_length: int) -> WindowConfig:
+    """The default window settings at ``max_length``; in a window too short for them, the question
+    limit and the stride shrink to the largest values :class:`WindowConfig` accepts."""
+    question = min(DEFAULTS.max_question_tokens, max_length - SPECIAL_TOKEN_ROOM - 1)
+    room = max_length - question - SPECIAL_TOKEN_ROOM
+    return WindowConfig(max_length=max_length, stride=min(DEFAULTS.stride, room - 1), max_question_tokens=question)
+
+
+def _contexts_cut(examples: list[QAExample], contexts: list[str], context_lengths: list[int], room: np.ndarray) -> int:
+    """How many of ``contexts`` (``context_lengths`` tokens each) are longer than the room for context
+    beside at least one of their questions (``room``, one per example)."""
+    index = {context: i for i, context in enumerate(contexts)}
+    context_of = np.fromiter((index[ex.context] for ex in examples), dtype=np.int64, count=len(examples))
+    longer = np.asarray(context_lengths, dtype=np.int64)[context_of] > room
+    return len(np.unique(context_of[longer]))
+
+
+def summarize(
+    dataset: QADataset,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    max_length: int | None = None,
+    window: WindowConfig | None = None,
+) -> DataSummary:
+    """Counts and problems; token length statistics when a tokenizer is given.
+
+    The "contexts longer than one window" count is what ``build_features`` would
+    make of the data with ``window``; given only ``max_length`` (default: the window default), the
+    window is :func:`window_for` it.
+    """
+    if window is None:
+        window = window_for(max_length if max_length is not None else DEFAULTS.max_length)
+    elif max_length is not None and max_length != window.max_length:
+        raise ConfigError(f"max_length ({max_length}) disagrees with the window's max_length ({window.max_length}); give one")
     examples = dataset.examples
     unanswerable = dataset.num_impossible
     summary = DataSummary(
@@ -138,7 +172,8 @@ def summarize(dataset: QADataset, tokenizer: PreTrainedTokenizerBase | None = No
         summary.context_tokens = _stats(context_lengths)
         answers = [ex.answers[0].text for ex in examples if ex.answers]
         summary.answer_tokens = _stats(count(answers)) if answers else {}
-        room = max_length - int(summary.question_tokens.get("mean", 0)) - 3
-        summary.contexts_longer_than_window = int(sum(n > room for n in context_lengths))
-        summary.window_max_length = max_length
+        # Exactly what build_features does: a context of more tokens than the room beside its question overflows.
+        room = context_room(tokenizer, [ex.question for ex in examples], window)
+        summary.contexts_longer_than_window = _contexts_cut(examples, contexts, context_lengths, room)
+        summary.window_max_length = window.max_length
     return summary

@@ -7,12 +7,14 @@ Windows are left unpadded: a collator pads each batch to its own longest row.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .config import DEFAULTS
 from .data import QAExample
 from .errors import ConfigError, ModelError
 
@@ -34,9 +36,9 @@ class WindowConfig:
     ``max_question_tokens`` are cut so every window keeps room for context.
     """
 
-    max_length: int = 384
-    stride: int = 128
-    max_question_tokens: int = 64
+    max_length: int = DEFAULTS.max_length
+    stride: int = DEFAULTS.stride
+    max_question_tokens: int = DEFAULTS.max_question_tokens
 
     def __post_init__(self) -> None:
         if self.max_length < 16:
@@ -163,14 +165,54 @@ def _cut_long_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase
     return out
 
 
+def _is_mark(char: str) -> bool:
+    return unicodedata.category(char).startswith("M")
+
+
+def _grapheme_edges(context: str, start: int, end: int) -> tuple[int, int]:
+    """``(start, end)`` moved so combining marks stay with their base character, for labelling.
+
+    A normaliser that strips accents (uncased BERT: NFD, then drop category Mn)
+    leaves a mark in no token, so a token never ends after a trailing mark: an
+    answer ending in marks at the very end of its context (``cafe`` + U+0301, Thai
+    and Devanagari vowel signs) would fit no window and be labelled "no answer".
+    The end therefore goes back over trailing marks onto their base; the decoder
+    puts the marks back (see ``decode._tidy``). A start on a mark goes back onto its
+    base, as ``decode._tidy`` does, but never onto a space before a stray mark.
+    """
+    base = start
+    while base > 0 and _is_mark(context[base]):
+        base -= 1
+    if base < start and not context[base].isspace():
+        start = base
+    while end - 1 > start and _is_mark(context[end - 1]):
+        end -= 1
+    return start, end
+
+
 def _answer_chars(examples: Sequence[QAExample]) -> tuple[np.ndarray, np.ndarray]:
-    """First gold answer's (start, end) per example with surrounding spaces trimmed; -1 when none."""
+    """First gold answer's (start, end) per example with surrounding spaces trimmed and combining marks
+    kept with their base (see :func:`_grapheme_edges`); -1 when none."""
     starts = np.full(len(examples), -1, dtype=np.int64)
     ends = np.full(len(examples), -1, dtype=np.int64)
     for i, ex in enumerate(examples):
         if ex.answers:
-            starts[i], ends[i] = ex.answers[0].trimmed_span
+            starts[i], ends[i] = _grapheme_edges(ex.context, *ex.answers[0].trimmed_span)
     return starts, ends
+
+
+def context_room(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], window: WindowConfig) -> np.ndarray:
+    """Context tokens one window holds beside each question, exactly as :func:`build_features` pairs them.
+
+    A context of more tokens than this is cut into several windows. Questions are
+    cut as build_features cuts them: a cut one can have fewer than
+    ``max_question_tokens`` tokens (byte-level BPE drops a character split over
+    the limit whole), so ``min(question tokens, limit)`` would not be exact.
+    """
+    cut = _cut_long_questions(list(questions), tokenizer, window.max_question_tokens)
+    ids = tokenizer(cut, add_special_tokens=False, verbose=False)["input_ids"] if cut else []
+    question_tokens = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(cut))
+    return window.max_length - question_tokens - tokenizer.num_special_tokens_to_add(pair=True)
 
 
 def build_features(

@@ -31,7 +31,22 @@ def predict_file(
     """Answer every question of ``data``; one JSON line per question, written as it is answered.
 
     The output file appears (atomically) only when every question is answered.
-    Returns the number of questions.
+
+    Args:
+        reader: The loaded model.
+        data: Questions with contexts: any layout :func:`~spanqa.data.load_examples` reads (answers not needed).
+        out: The JSONL file to write.
+        columns: Column mapping for flat files.
+        on_mismatch: What to do with answers whose text is not at their offset.
+        split: Split of a hub dataset.
+        top_k: Answers kept per question.
+        max_answer_length: Longest answer in tokens; default: the model's.
+        handle_impossible: Allow "no answer"; default: as the model was trained.
+        chunk_size: Questions answered per batch.
+        progress: Show a progress bar.
+
+    Returns:
+        The number of questions answered.
     """
     dataset = load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split, require_answers=False)
     examples = dataset.examples

@@ -143,7 +143,15 @@ class Reader:
 
     @classmethod
     def from_pretrained(cls, name: str | Path, *, device: str | None = None, batch_size: int = 32, **overrides: Any) -> Reader:
-        """Load a model folder, alias or hub id; ``overrides`` replace saved ``spanqa.json`` values."""
+        """Load a model folder (a ``checkpoint-N/`` too), alias or hub id with its saved ``spanqa.json``.
+
+        Args:
+            name: Model folder, alias (``minilm``) or hub id.
+            device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; default: CUDA when available.
+            batch_size: Windows per forward pass.
+            **overrides: :class:`SpanQAConfig` fields that replace the saved values
+                (``max_length``, ``stride``, ``null_threshold``, ...); None keeps the saved value.
+        """
         path = resolve_model(str(name))
         config = (SpanQAConfig.load(path) if Path(path).is_dir() else SpanQAConfig()).updated(**overrides)
         tokenizer = load_tokenizer(path)
@@ -164,10 +172,21 @@ class Reader:
         return Reader(self.model, self.tokenizer, config, device=str(self.device), batch_size=batch_size or self.batch_size)
 
     def features(self, examples: Sequence[QAExample], window: WindowConfig | None = None) -> Features:
+        """The model windows of ``examples``.
+
+        Args:
+            examples: Questions with their contexts.
+            window: Window settings; default: this reader's.
+        """
         return build_features(examples, self.tokenizer, window or self.config.window)
 
     def logits(self, features: Features, batch_size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Yield ``(window indices, start logits, end logits)`` in length-sorted batches."""
+        """Yield ``(window indices, start logits, end logits)`` in length-sorted batches.
+
+        Args:
+            features: Windows from :meth:`features`.
+            batch_size: Windows per forward pass; default: this reader's.
+        """
         import torch
 
         size = batch_size or self.batch_size
@@ -188,7 +207,14 @@ class Reader:
         chunk_size: int = 512,
         progress: bool = False,
     ) -> list[ExamplePrediction]:
-        """Predictions for examples, processed in chunks so memory stays bounded."""
+        """Predictions for examples, processed in chunks so memory stays bounded.
+
+        Args:
+            examples: Questions with their contexts (answers are not needed).
+            decode_config: Decoding settings; default: this reader's ``spanqa.json``.
+            chunk_size: Examples tokenized and decoded at a time.
+            progress: Show a progress bar.
+        """
         config = decode_config or self.config.decode_config()
         bar = _progress(len(examples), progress)
         out: list[ExamplePrediction] = []
@@ -210,7 +236,16 @@ class Reader:
         max_answer_length: int | None = None,
         handle_impossible: bool | None = None,
     ) -> ReaderResult:
-        """Answer one question over a context of any length, or rank answers across ``documents``."""
+        """Answer one question over a context of any length, or rank answers across ``documents``.
+
+        Args:
+            question: The question.
+            context: The text to answer from (or give ``documents``).
+            documents: Several texts; answers are ranked across them and name their document.
+            top_k: How many answers to return.
+            max_answer_length: Longest answer in tokens; default: ``spanqa.json``'s.
+            handle_impossible: Allow "no answer"; default: as the model was trained.
+        """
         request = QARequest(question, context, list(documents) if documents is not None else None, top_k, max_answer_length, handle_impossible)
         return self.answer_batch([request])[0]
 
@@ -220,7 +255,12 @@ class Reader:
         *,
         chunk_size: int = 256,
     ) -> list[ReaderResult]:
-        """Answer many requests with shared forward passes; each keeps its own top_k and limits."""
+        """Answer many requests with shared forward passes; each keeps its own top_k and limits.
+
+        Args:
+            requests: :class:`QARequest` objects, mappings of its fields, or ``(question, context)`` pairs.
+            chunk_size: Requests answered per shared pass.
+        """
         parsed = [QARequest.coerce(r) for r in requests]
         results: list[ReaderResult] = []
         for lo in range(0, len(parsed), chunk_size):
