@@ -219,6 +219,16 @@ def load_examples(
     their offset: ``repair`` looks for the text near the offset (then skips what
     it cannot find), ``trust`` keeps the offsets and takes the text from the
     context, ``skip`` drops them.
+
+    Args:
+        source: A SQuAD JSON, JSONL, CSV/TSV or Parquet file, or a hub dataset ``NAME[@CONFIG][:SPLIT]``.
+        columns: Column mapping for flat files (``{"context": "review", ...}``).
+        on_mismatch: ``repair``, ``trust`` or ``skip`` answers whose text is not at their offset.
+        split: Split of a hub dataset (also settable as ``NAME:SPLIT``).
+        require_answers: Whether an answer column must exist (False for prediction input).
+
+    Raises:
+        DataError: the file is missing or malformed; the message names file, row and field.
     """
     if on_mismatch not in MISMATCH_POLICIES:
         raise DataError(
