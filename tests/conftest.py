@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
+# bench/ holds the notebook reference recipe (bench/reference_recipe.py) that tests compare against.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+os.environ.setdefault("SPANQA_CACHE", tempfile.mkdtemp(prefix="spanqa-test-cache-"))  # never the user's cache
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -17,7 +17,7 @@ from spanqa.decode import DecodeConfig, SpanDecoder, _tidy, decode
 from spanqa.errors import ConfigError
 from spanqa.features import Features, WindowConfig, build_features
 
-# --------------------------------------------------------------------------- the notebook layout (reference: tests/reference_recipe.py)
+# --------------------------------------------------------------------------- the notebook layout (reference: bench/reference_recipe.py)
 
 
 def notebook_features(examples, features: Features, tokenizer):

@@ -18,7 +18,7 @@ from spanqa.metrics import score_predictions
 
 MAX_LENGTH, STRIDE = 128, 32
 
-# --------------------------------------------------------------------------- data (reference recipe: tests/reference_recipe.py)
+# --------------------------------------------------------------------------- data (reference recipe: bench/reference_recipe.py)
 
 
 def squad_records(path: Path, answerable_only: bool = False) -> list[dict]:

@@ -2,7 +2,7 @@
 
 The reference is a plain, dict-and-loop re-statement of the official SQuAD
 evaluation scripts (``evaluate-v2.0.py`` below; ``evaluate-v1.1.py`` and the
-shared answer normalisation in ``tests/reference_recipe.py``) and of MLQA's
+shared answer normalisation in ``bench/reference_recipe.py``) and of MLQA's
 language-aware normalisation (``mlqa_evaluation_v1.py``, below). It deliberately
 shares no code with :mod:`spanqa.metrics`. Hand-made cases pin the numbers
 (worked out by hand in the comments); Hypothesis checks spanqa against the

@@ -205,3 +205,38 @@ def test_push_to_hub_happens_once_after_every_file_exists(tiny_bert_dir, sample_
         validate_repo_id(name)
     settings = json.loads((out / "train_config.json").read_text())
     assert settings["training"]["push_to_hub"] is True
+
+
+# ---------------------------------------------------------------- mixed precision
+
+
+@pytest.mark.parametrize("fast_bf16, expected", [(True, (True, False)), (False, (False, False))])
+def test_mixed_precision_follows_what_the_cpu_runs_fast(fast_bf16, expected, monkeypatch):
+    import torch
+
+    import spanqa.devices as devices
+
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: fast_bf16)
+    _, args = parse_train_args([])
+    assert (args.bf16, args.fp16) == expected
+    _, args = parse_train_args(["--no-mixed-precision"])
+    assert (args.bf16, args.fp16) == (False, False)
+    _, args = parse_train_args(["--bf16"])
+    assert (args.bf16, args.fp16) == (True, False)
+
+
+def test_gpu_precision_and_attention_choices(monkeypatch):
+    import torch
+
+    import spanqa.devices as devices
+
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert devices.auto_mixed_precision(use_cpu=False) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert devices.auto_mixed_precision(use_cpu=False) == "fp16"  # pre-Ampere: fp16 with loss scaling
+    assert devices.pad_multiple("cuda:0") == 8 and devices.pad_multiple("cpu") is None
+    with devices.attention_kernels("cpu"):
+        pass  # a no-op off CUDA

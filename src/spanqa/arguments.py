@@ -19,6 +19,7 @@ from typing import Any, Literal, NoReturn
 from transformers import HfArgumentParser, TrainingArguments
 
 from .config import DEFAULTS
+from .devices import auto_mixed_precision
 from .errors import ConfigError, did_you_mean
 from .features import WindowConfig
 from .models import DEFAULT_MODEL
@@ -124,6 +125,18 @@ class SpanQATrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "On v2 data, tune the no-answer threshold for F1 on the eval data and save it in spanqa.json."},
     )
+    cache_features: bool = field(
+        default=True,
+        metadata={"help": "Keep tokenized windows in $SPANQA_CACHE (default ~/.cache/spanqa) so the next run on the same data starts at once."},
+    )
+    mixed_precision: bool = field(
+        default=True,
+        metadata={
+            "help": "Unless --bf16 or --fp16 is given, train in the mixed precision that is faster on this machine: bf16 on "
+            "GPUs that have it and on CPUs with AVX-512 BF16 or AMX (about 2x), fp16 with loss scaling on older GPUs. "
+            "--no-mixed-precision trains in fp32."
+        },
+    )
     attention_dropout: float | None = field(
         default=0.0,
         metadata={
@@ -140,6 +153,10 @@ class SpanQATrainingArguments(TrainingArguments):
             # Say the device is the CPU: under torchrun accelerate otherwise runs each process alone
             # (no DDP; with it, gloo really shards the data), and bf16 autocast is refused otherwise.
             self.use_cpu = True
+        if self.mixed_precision and not (self.bf16 or self.fp16) and not self.deepspeed:
+            # DeepSpeed configs carry their own precision; everywhere else pick what measured faster.
+            precision = auto_mixed_precision(use_cpu=self.use_cpu)
+            self.bf16, self.fp16 = precision == "bf16", precision == "fp16"
         if str(getattr(self.eval_strategy, "value", self.eval_strategy)) == "no" and self.load_best_model_at_end:
             # Nothing is evaluated, so there is no best checkpoint to keep: the last one is the model.
             self.load_best_model_at_end = False

@@ -120,17 +120,26 @@ class QADataset:
 
     def fingerprint(self) -> str:
         """A short hash of the examples' content, saved with trained models."""
-        digest = hashlib.sha256()
-        for ex in self.examples:
-            digest.update(ex.id.encode())
-            digest.update(ex.question.encode())
-            digest.update(hashlib.sha1(ex.context.encode()).digest())
-            for answer in ex.answers:
-                digest.update(f"{answer.start}:{answer.text}".encode())
-        return digest.hexdigest()[:16]
+        return examples_fingerprint(self.examples)
 
     def subset(self, examples: list[QAExample], source: str | None = None) -> QADataset:
         return replace(self, examples=examples, source=source or self.source)
+
+
+def examples_fingerprint(examples: Sequence[QAExample]) -> str:
+    """A short hash of examples' ids, questions, contexts and answers.
+
+    Args:
+        examples: The examples, in order.
+    """
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(ex.id.encode())
+        digest.update(ex.question.encode())
+        digest.update(hashlib.sha1(ex.context.encode()).digest())
+        for answer in ex.answers:
+            digest.update(f"{answer.start}:{answer.text}".encode())
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from .data import FILE_SUFFIXES
 from .errors import ConfigError
 from .io import atomic_open
 
@@ -86,8 +87,6 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 # "NAME[split]": how spanqa names a dataset loaded from the Hub once it is loaded.
 _BRACKET_SPLIT = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<split>[^\[\]]*)\]$")
-# Suffixes of data files spanqa reads: "train.json" is a missing file, not a dataset id.
-_FILE_SUFFIXES = {"json", "jsonl", "csv", "tsv", "parquet", "txt", "gz", "zip", "bz2", "xz", "zst", "arrow"}
 
 
 def _is_repo_id(text: str) -> bool:
@@ -193,7 +192,7 @@ def _parse_hub_spec(source: str) -> tuple[str, str | None, str | None] | None:
     if _looks_like_path(name) or not _is_repo_id(name):
         return None
     # spanqa reads "train.json" as a (missing) file, never as a dataset id; do the same.
-    if Path(name).suffix[1:].lower() in _FILE_SUFFIXES:
+    if Path(name).suffix.lower() in FILE_SUFFIXES:  # "train.json" is a missing file, not a dataset id
         return None
     return name, config, split
 

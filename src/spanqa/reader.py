@@ -18,6 +18,7 @@ import numpy as np
 from .config import SpanQAConfig
 from .data import QAExample
 from .decode import DecodeConfig, ExamplePrediction, Span, SpanDecoder, abstains, normalize_scores
+from .devices import attention_kernels
 from .errors import DataError
 from .features import Features, WindowConfig, build_features
 from .models import load_qa_model, load_tokenizer, resolve_model
@@ -195,7 +196,7 @@ class Reader:
             rows = order[lo : lo + size]
             padded = self.tokenizer.pad(features.model_inputs(rows), return_tensors="pt")
             batch = {k: v.to(self.device) for k, v in padded.items()}
-            with torch.inference_mode():
+            with torch.inference_mode(), attention_kernels(self.device):
                 out = self.model(**batch)
             yield rows, out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
 

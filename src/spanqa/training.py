@@ -9,6 +9,7 @@ Trainer's save hook) and, at the end, the evaluation, model card and Hub push.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -26,8 +27,10 @@ from .arguments import SpanQATrainingArguments, TrainDataArguments, build_traini
 from .config import SpanQAConfig
 from .data import ColumnMapping, MismatchPolicy, QADataset, QAExample, load_examples
 from .decode import DecodeConfig, decode
+from .devices import attention_kernels, pad_multiple
 from .errors import ConfigError
-from .features import Features, build_features
+from .feature_cache import cached_features, default_cache_dir
+from .features import Features
 from .io import write_json
 
 __all__ = [
@@ -106,6 +109,12 @@ class SpanQATrainer(Trainer):
         super()._save(output_dir, state_dict)
         if self.args.should_save:
             self.spanqa_config.save(output_dir or self.args.output_dir or ".")
+
+    def compute_loss_context_manager(self) -> contextlib.ExitStack:
+        # Training and evaluation steps both run under it: keep attention off kernels that re-plan per length.
+        stack = super().compute_loss_context_manager()
+        stack.enter_context(attention_kernels(self.args.device))
+        return stack
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         if self.args.train_sampling_strategy != "group_by_length":
@@ -249,7 +258,8 @@ def train(
     train_examples = [ex for ex in train_set.examples if not (args.skip_impossible and ex.is_impossible)]
     if not train_examples:
         raise ConfigError(f"{train_set.source}: no answerable questions to train on")
-    train_features = build_features(train_examples, tokenizer, window)
+    cache_dir = default_cache_dir() if args.cache_features else None
+    train_features = cached_features(train_examples, tokenizer, window, cache_dir)
     spanqa_config = SpanQAConfig(
         max_length=args.max_length,
         stride=args.stride,
@@ -264,7 +274,7 @@ def train(
     evaluator = None
     eval_dataset = None
     if eval_set is not None:
-        eval_features = build_features(eval_set.examples, tokenizer, window)
+        eval_features = cached_features(eval_set.examples, tokenizer, window, cache_dir)
         eval_dataset = eval_features.to_dataset(with_labels=True)
         evaluator = QAEvaluator(eval_set.examples, eval_features, decode_config, version_2, args.eval_lang)
     else:
@@ -283,7 +293,7 @@ def train(
         train_dataset=train_features.to_dataset(with_labels=True),
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(args.device)),
         compute_metrics=evaluator,
         callbacks=callbacks,
         spanqa_config=spanqa_config,

@@ -10,9 +10,9 @@ These are deliberate copies, verbatim in behaviour, of
   ``f1_score``, ``exact_match_score``, ``evaluate``; v2.0 normalises answers the
   same way).
 
-They are the oracles that spanqa is compared against (``tests/test_decode.py``,
-``tests/test_evaluate.py``, ``tests/test_metrics.py``, ``tests/test_score_cli.py``
-and ``scripts/compare_reference_decode.py``), so they must stay independent of
+They are the oracles and the baseline that spanqa is compared against (``tests/test_decode.py``,
+``tests/test_evaluate.py``, ``tests/test_metrics.py``, ``tests/test_score_cli.py``,
+``scripts/compare_reference_decode.py`` and ``bench/train_speed.py``), so they must stay independent of
 spanqa's own code: import nothing from :mod:`spanqa` here, and do not "fix" them
 to agree with it. The data shapes are plain lists and dicts; callers adapt their
 own (e.g. ``datasets``-style column dicts) with small wrappers.

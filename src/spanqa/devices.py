@@ -1,0 +1,79 @@
+"""What the machine runs fast: the mixed precision and attention kernels spanqa picks, and why.
+
+Measured, not guessed (figures in ``bench/train_speed.py``'s output and the README):
+
+* CPUs with AVX-512 BF16 or AMX run MiniLM training steps about 2x faster under
+  bf16 autocast than in fp32; CPUs without them emulate bf16 and gain nothing.
+* On CUDA, PyTorch picks its cuDNN attention backend for bf16/fp16 on Hopper, which
+  builds an execution plan for every new sequence length; per-batch padding makes
+  nearly every batch a new length, and bf16 ran 3x *slower* than fp32 (issue 14's
+  H100 table). The flash / memory-efficient kernels do not re-plan, and padding to a
+  multiple of 8 keeps tensor-core shapes and few distinct lengths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any, Literal
+
+__all__ = ["cpu_has_fast_bf16", "auto_mixed_precision", "attention_kernels", "pad_multiple"]
+
+Precision = Literal["bf16", "fp16"]
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products natively (AVX-512 BF16 or AMX), not by emulation."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def auto_mixed_precision(use_cpu: bool) -> Precision | None:
+    """The mixed precision that makes training faster on this machine, or None for fp32.
+
+    Args:
+        use_cpu: Whether training runs on the CPU even though an accelerator may exist.
+    """
+    import torch
+
+    if os.environ.get("ACCELERATE_MIXED_PRECISION"):  # `accelerate launch --mixed_precision` decided already
+        return None
+    if use_cpu or not torch.accelerator.is_available():
+        return "bf16" if cpu_has_fast_bf16() else None
+    if torch.cuda.is_available():
+        # Ampere and later compute bf16 natively; older GPUs have fp16 tensor cores only (with loss scaling).
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+    return None  # MPS, XPU, ...: not measured, so left in fp32
+
+
+def _device_type(device: Any) -> str:
+    return getattr(device, "type", str(device).split(":")[0])
+
+
+@contextlib.contextmanager
+def attention_kernels(device: Any) -> Iterator[None]:
+    """Scaled-dot-product attention without the cuDNN backend on CUDA (it re-plans for every new length).
+
+    Args:
+        device: The device the model runs on (a ``torch.device`` or its name).
+    """
+    if _device_type(device) != "cuda":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        yield
+
+
+def pad_multiple(device: Any) -> int | None:
+    """Pad batches to a multiple of 8 on accelerators (tensor-core shapes, few distinct lengths); not on the
+    CPU, where it only adds work (measured: 16x201 -> 16x208 was 3% slower).
+
+    Args:
+        device: The device the model runs on.
+    """
+    return None if _device_type(device) == "cpu" else 8

@@ -1,0 +1,30 @@
+"""The bench scripts run end to end (a few steps on a tiny model); their figures are for people, not asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def test_train_speed_runs_both_arms(tiny_bert_dir, sample_train, sample_dev, tmp_path):
+    out = tmp_path / "figures.json"
+    proc = subprocess.run(
+        [
+            sys.executable, str(BENCH / "train_speed.py"), "--model", str(tiny_bert_dir), "--train", str(sample_train), "--eval", str(sample_dev),
+            "--train-questions", "24", "--eval-questions", "8", "--steps", "2", "--batch-size", "4", "--max-length", "128", "--stride", "32",
+            "--variants", "default,fp32", "--device", "cpu", "--json", str(out),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CPU:" in proc.stdout and "GPU:" in proc.stdout  # the machine comes first
+    for arm in ("recipe", "spanqa default", "spanqa fp32"):
+        assert f"\n{arm} " in proc.stdout, proc.stdout
+    import json
+
+    figures = json.loads(out.read_text())
+    assert [f["name"] for f in figures] == ["recipe", "spanqa default", "spanqa fp32"]
+    assert all(f["steps"] == 2 and f["samples_per_second"] > 0 for f in figures)
