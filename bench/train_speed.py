@@ -225,7 +225,8 @@ def run_spanqa(name: str, model: str, train_file: Path, eval_file: Path, args: a
     result = train(model, train_file, eval_file, **settings)
     windows = len(build_features(load_examples(train_file).examples, load_tokenizer(model), result.config.window))
     metrics = result.metrics
-    return Arm(f"spanqa {name}", windows, result.training_seconds, result.global_step, args.batch_size, metrics.get("exact", 0.0), metrics.get("f1", 0.0))
+    exact = metrics.get("exact", metrics.get("exact_match", 0.0))  # v1 data: the official v1.1 key
+    return Arm(f"spanqa {name}", windows, result.training_seconds, result.global_step, args.batch_size, exact, metrics.get("f1", 0.0))
 
 
 # --------------------------------------------------------------------------- main
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=["base"], help="base: a random BERT-base-size model built locally (throughput only).")
     parser.add_argument("--train", type=Path, help="Training data (default: XQuAD-en articles 1-36 from ../shared/data).")
     parser.add_argument("--eval", type=Path, help="Evaluation data (default: XQuAD-en articles 37-48).")
-    parser.add_argument("--train-questions", type=int, default=None, help="Use the first N training questions (0: all; default 300 on a CPU, all on a GPU).")
+    parser.add_argument("--train-questions", type=int, default=None, help="Use the first N training questions (0: all; default 600 on a CPU, all on a GPU).")
     parser.add_argument("--eval-questions", type=int, default=0, help="Use the first N evaluation questions (0: all).")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=0, help="Stop each arm after N optimizer steps (0: whole epochs).")
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine(), flush=True)
     on_gpu = torch.cuda.is_available() and args.device != "cpu"
     if args.train_questions is None:
-        args.train_questions = 0 if on_gpu else 300
+        args.train_questions = 0 if on_gpu else 600
     with tempfile.TemporaryDirectory(prefix="spanqa-train-speed-") as tmp:
         workdir = Path(tmp)
         train_file, eval_file = (args.train, args.eval) if args.train and args.eval else xquad_split(workdir)
