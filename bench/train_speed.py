@@ -73,10 +73,13 @@ def machine() -> str:
 
 
 def subset(path: Path, questions: int, out: Path, seed: int) -> Path:
-    """The first ``questions`` questions of a SQuAD file in file order (0: all), saved to ``out``."""
+    """The first ``questions`` answerable questions of a data file in file order (0: all), saved to ``out``.
+
+    The notebook recipe is SQuAD v1.1 (every question answerable), so unanswerable ones are left out.
+    """
     from spanqa import load_examples, save_examples
 
-    examples = load_examples(path).examples
+    examples = [ex for ex in load_examples(path).examples if ex.answers]
     if questions:
         examples = examples[:questions]
     save_examples(examples, out)
