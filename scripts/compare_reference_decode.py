@@ -2,7 +2,7 @@
 """Train the default 'minilm' model with the plain Hugging Face recipe, then score it twice.
 
 1. Fine-tune with ``transformers.Trainer`` on XQuAD-en articles 1-36, using the
-   question-answering notebook's preprocessing (``tests/reference_recipe.py``; no
+   question-answering notebook's preprocessing (``bench/reference_recipe.py``; no
    spanqa training code), and save the checkpoint to ``--out``.
 2. Evaluate articles 37-48 with ``spanqa.evaluate`` and with the notebook's
    reference path (its validation features, ``Trainer.predict``, its n-best
@@ -27,12 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "xquad" / "xquad.en.json"
 
-sys.path.insert(0, str(ROOT / "tests"))
-import reference_recipe  # noqa: E402  (tests/reference_recipe.py: the notebook and official-script oracles)
+sys.path.insert(0, str(ROOT / "bench"))
+import reference_recipe  # noqa: E402  (bench/reference_recipe.py: the notebook and official-script oracles)
 
 # --------------------------------------------------------------------------- the reference recipe
 # The notebook's preprocessing and post-processing and the official SQuAD v1.1 scoring live once, in
-# tests/reference_recipe.py; these wrappers take and give the ``datasets``-style column dicts used here.
+# bench/reference_recipe.py; these wrappers take and give the ``datasets``-style column dicts used here.
 
 
 def prepare_train_features(examples, tokenizer, max_length, doc_stride):
