@@ -119,7 +119,8 @@ def test_wordpiece_offsets_recover_answers_with_combining_marks():
 def test_no_model_specific_branches_outside_the_features_stage():
     """Model families differ only in tokenization; nothing else may special-case them."""
     pattern = re.compile(r"(model_type\s*==|roberta|xlm|xlnet|distilbert|\bbert\b)", re.IGNORECASE)
-    allowed = {"features.py", "models.py", "arguments.py"}  # arguments.py names families only in help text
+    # arguments.py names families only in help text; export.py tells ONNX Runtime's optimizer the graph family.
+    allowed = {"features.py", "models.py", "arguments.py", "export.py"}
     offenders = []
     for path in SRC.glob("*.py"):
         if path.name in allowed:

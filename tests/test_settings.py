@@ -240,3 +240,23 @@ def test_gpu_precision_and_attention_choices(monkeypatch):
     assert devices.pad_multiple("cuda:0") == 8 and devices.pad_multiple("cpu") is None
     with devices.attention_kernels("cpu"):
         pass  # a no-op off CUDA
+
+
+# ---------------------------------------------------------------- server settings from the command line
+
+
+def test_serve_settings_from_the_command_line_and_environment(monkeypatch):
+    import spanqa.serve as serve
+
+    calls: list[dict] = []
+    monkeypatch.setattr(serve, "run_server", lambda model, **kwargs: calls.append({"model": model, **kwargs}))
+    monkeypatch.setenv("SPANQA_SERVE_MAX_WAIT_MS", "2")
+    res = runner.invoke(app, ["serve", "my-model", "--max-batch", "7", "--threads=1", "--backend", "onnx"])
+    assert res.exit_code == 0, res.output
+    settings = calls[0]["settings"]
+    assert (settings.max_batch, settings.threads, settings.max_wait_ms) == (7, 1, 2.0)  # command line, environment
+    assert calls[0]["backend"] == "onnx" and calls[0]["model"] == "my-model"
+    res = runner.invoke(app, ["serve", "my-model", "--max-bach", "7"])
+    assert res.exit_code == 1 and "did you mean 'max_batch'" in res.output
+    res = runner.invoke(app, ["serve", "--list-settings"])
+    assert res.exit_code == 0 and "SPANQA_SERVE_MAX_BATCH" in res.output

@@ -105,6 +105,12 @@ HandleImpossibleOpt = typer.Option(
 LangOpt = typer.Option(
     "squad", "--lang", help="Answer normalisation: 'squad' (official English script) or a language code (MLQA rules: en, es, de, ar, hi, zh, el, ...)."
 )
+BackendOpt = typer.Option(
+    "auto", "--backend", help="What runs the model: 'auto' (ONNX Runtime for a `spanqa export` folder, else PyTorch), 'torch' or 'onnx'."
+)
+DtypeOpt = typer.Option(
+    None, "--dtype", help="PyTorch precision: bf16, fp16 or fp32 (default: bf16 on GPUs that support it, else fp32)."
+)
 
 
 @app.command()
@@ -176,6 +182,8 @@ def evaluate_cmd(
         False, "--save-threshold", help="Tune the threshold (implies --tune-threshold) and store it in the model's spanqa.json."
     ),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda if available)."),
+    backend: str = BackendOpt,
+    dtype: Optional[str] = DtypeOpt,
 ) -> None:
     """Run a QA model over a dataset; write predictions, n-best, null odds and metrics."""
     from .evaluate import evaluate
@@ -190,6 +198,8 @@ def evaluate_cmd(
         lang=lang,
         batch_size=batch_size,
         device=device,
+        backend=backend,  # type: ignore[arg-type]  # checked by Reader.from_pretrained
+        dtype=dtype,  # type: ignore[arg-type]
         max_length=max_length,
         stride=stride,
         n_best=n_best,
@@ -303,6 +313,8 @@ def ask(
     max_answer_length: Optional[int] = typer.Option(None, help="Longest answer in tokens."),
     handle_impossible: Optional[bool] = HandleImpossibleOpt,
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
+    backend: str = BackendOpt,
+    dtype: Optional[str] = DtypeOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Answer one question from a text given inline or in a file."""
@@ -316,7 +328,7 @@ def ask(
             context = context_file.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise ConfigError(f"{context_file}: not UTF-8 text") from None
-    reader = Reader.from_pretrained(model, device=device)
+    reader = Reader.from_pretrained(model, device=device, backend=backend, dtype=dtype)  # type: ignore[arg-type]  # checked there
     result = reader(question, context, top_k=top_k, max_answer_length=max_answer_length, handle_impossible=handle_impossible)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
@@ -343,12 +355,14 @@ def predict(
     handle_impossible: Optional[bool] = HandleImpossibleOpt,
     batch_size: int = typer.Option(32, help="Windows per forward pass."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
+    backend: str = BackendOpt,
+    dtype: Optional[str] = DtypeOpt,
 ) -> None:
     """Answer every question of a data file; JSONL out, streamed, with a progress bar."""
     from .predict import predict_file
     from .reader import Reader
 
-    reader = Reader.from_pretrained(model, device=device, batch_size=batch_size)
+    reader = Reader.from_pretrained(model, device=device, batch_size=batch_size, backend=backend, dtype=dtype)  # type: ignore[arg-type]  # checked there
     count = predict_file(
         reader, data, out, columns=_columns(columns, None), top_k=top_k, max_answer_length=max_answer_length,
         handle_impossible=handle_impossible, progress=True,
@@ -356,26 +370,72 @@ def predict(
     typer.echo(f"wrote {count} predictions to {out}")
 
 
-@app.command()
+@app.command("export")
+@user_errors
+def export_cmd(
+    model: str = typer.Argument(..., help="Model folder, alias or hub id (a PyTorch QA model)."),
+    out: Path = typer.Argument(..., help="Folder to create: model.onnx, tokenizer, config.json, spanqa.json."),
+    onnx: bool = typer.Option(False, "--onnx", help="Export to ONNX (the one format so far; required)."),
+    int8: bool = typer.Option(False, "--int8", help="Quantize the weights to int8: ~4x smaller, faster on CPUs, answers may differ slightly."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
+    optimize: bool = typer.Option(True, "--optimize/--no-optimize", help="Fuse attention, LayerNorm and GELU (ONNX Runtime's transformer optimizer)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists and is not empty."),
+) -> None:
+    """Export a model for ONNX Runtime; `ask`, `predict`, `evaluate` and `serve` load the folder like any model."""
+    from .errors import ConfigError
+    from .export import export_onnx
+
+    if not onnx:
+        raise ConfigError("choose the export format: --onnx (the only one so far)")
+    folder = export_onnx(model, out, int8=int8, opset=opset, optimize=optimize, overwrite=overwrite)
+    size = (folder / "model.onnx").stat().st_size / 1e6
+    typer.echo(f"wrote {folder}/model.onnx ({'int8' if int8 else 'fp32'}, {size:.1f} MB) with its tokenizer, config.json and spanqa.json")
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Limits, micro-batching and parallelism: any server setting as --name value (e.g. --max-batch 64 "
+    "--request-timeout-s 10 --workers 2), or SPANQA_SERVE_<NAME> in the environment; --list-settings shows them all.",
+)
 @user_errors
 def serve(
-    model: str = typer.Argument(..., help="Model folder, alias or hub id (safetensors weights only)."),
+    ctx: typer.Context,
+    model: Optional[str] = typer.Argument(None, help="Model folder (PyTorch safetensors or `spanqa export` ONNX), alias or hub id."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", help="CPU threads per forward pass (torch.set_num_threads); 1 is often fastest on a busy machine."
-    ),
+    backend: str = typer.Option("auto", "--backend", help="auto (ONNX when the folder holds model.onnx), torch or onnx."),
+    list_settings: bool = typer.Option(False, "--list-settings", help="Print the server settings with their defaults and exit."),
 ) -> None:
-    """Serve the model over HTTP: POST /answer, GET /health, /docs, and a web page at /."""
-    from .serve import ServeSettings, run_server
+    """Serve the model over HTTP: POST /answer, GET /health, /metrics, /docs, and a web page at /."""
+    from .serve import ENV_PREFIX, ServeSettings, run_server, serve_settings
 
-    if threads is not None:
-        import torch
+    if list_settings:
+        for name, info in ServeSettings.model_fields.items():
+            typer.echo(f"--{name.replace('_', '-')} / {ENV_PREFIX}{name.upper()} (default {info.default}): {info.description}")
+        return
+    if model is None:
+        from .errors import ConfigError
 
-        torch.set_num_threads(threads)
+        raise ConfigError("give the model to serve: spanqa serve MODEL (a folder, alias such as minilm, or hub id)")
+    run_server(model, host=host, port=port, settings=serve_settings(**_setting_overrides(list(ctx.args))), device=device, backend=backend)
 
-    run_server(model, host=host, port=port, settings=ServeSettings(), device=device)
+
+def _setting_overrides(tokens: list[str]) -> dict[str, str]:
+    """``--name value`` / ``--name=value`` pairs as ``{name: value}``; the settings class validates the values."""
+    from .errors import ConfigError
+
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        name, eq, value = tokens[i].partition("=")
+        if not name.startswith("--") or (not eq and i + 1 >= len(tokens)):
+            raise ConfigError(f"unexpected argument {tokens[i]!r}; server settings look like --name value (see --list-settings)")
+        if not eq:
+            value, i = tokens[i + 1], i + 1
+        out[name[2:].replace("-", "_")] = value
+        i += 1
+    return out
 
 
 @data_app.command("split")

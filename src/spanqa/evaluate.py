@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .backends import BackendName, Precision
 from .config import SpanQAConfig
 from .data import ColumnMapping, MismatchPolicy, QADataset, QAExample, load_examples
 from .decode import ExamplePrediction
@@ -142,6 +143,8 @@ def evaluate(
     lang: str = "squad",
     batch_size: int | None = None,
     device: str | None = None,
+    backend: BackendName = "auto",
+    dtype: Precision | None = None,
     max_length: int | None = None,
     stride: int | None = None,
     n_best: int | None = None,
@@ -165,6 +168,9 @@ def evaluate(
         lang: Answer normalisation, ``"squad"`` or a language code.
         batch_size: Windows per forward pass (default: the reader's, 32 for a loaded model).
         device: ``cpu``, ``cuda``, ... when ``model`` is loaded here.
+        backend: ``auto``, ``torch`` or ``onnx`` when ``model`` is loaded here (see :meth:`Reader.from_pretrained`).
+        dtype: PyTorch precision (``bf16``, ``fp16``, ``fp32``) when ``model`` is loaded here; default: bf16 on GPUs
+            that support it, else fp32.
         max_length: Window length override (else the model's ``spanqa.json``).
         stride: Window overlap override.
         n_best: Candidates kept per question.
@@ -191,7 +197,7 @@ def evaluate(
     if isinstance(model, Reader):
         reader = model.with_settings(batch_size=batch_size, **settings)
     else:
-        reader = Reader.from_pretrained(model, device=device, batch_size=batch_size or 32, **settings)
+        reader = Reader.from_pretrained(model, device=device, batch_size=batch_size or 32, backend=backend, dtype=dtype, **settings)
     decode_config = reader.config.decode_config(allow_impossible=v2)
     predictions = reader.predict_examples(dataset.examples, decode_config, progress=progress)
     tuning = None

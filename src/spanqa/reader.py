@@ -2,7 +2,8 @@
 
 Evaluation, batch prediction and serving all answer through :class:`Reader`,
 which runs the one pipeline: features -> model (length-sorted batches, each
-padded to its own longest window) -> decode.
+padded to its own longest window) -> decode. The model runs behind a
+:class:`~spanqa.backends.Backend`: PyTorch, or ONNX Runtime for an exported model.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backends import Backend, BackendName, OnnxBackend, Precision, TorchBackend, check_precision, choose_backend, pick_device
 from .config import SpanQAConfig
 from .data import QAExample
 from .decode import DecodeConfig, ExamplePrediction, Span, SpanDecoder, abstains, normalize_scores
-from .devices import attention_kernels
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .features import Features, WindowConfig, build_features
 from .models import load_qa_model, load_tokenizer, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["Reader", "QARequest", "ReaderAnswer", "ReaderResult", "pick_device"]
@@ -109,55 +109,93 @@ class QARequest:
         return cls(**dict(value))
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    import torch
-
-    if device:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 class Reader:
-    """Extractive QA inference for one model.
+    """Extractive QA inference for one model, run by PyTorch or ONNX Runtime.
 
     >>> reader = Reader.from_pretrained("path/to/model")
     >>> predictions = reader.predict_examples(examples)
+
+    ``Reader(model, tokenizer, config)`` wraps a PyTorch model; ``Reader(None, tokenizer, config,
+    backend=OnnxBackend(folder))`` any other :class:`~spanqa.backends.Backend`.
+    ``reader.model`` is the PyTorch model, or None for an ONNX model.
     """
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        model: PreTrainedModel | None,
         tokenizer: PreTrainedTokenizerBase,
         config: SpanQAConfig | None = None,
         *,
         device: str | None = None,
         batch_size: int = 32,
+        dtype: Precision | None = None,
+        backend: Backend | None = None,
     ) -> None:
-        self.device = pick_device(device)
-        self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # to() takes a device too
+        """A reader over a PyTorch model, or over a ready backend.
+
+        Args:
+            model: A PyTorch QA model, or None when ``backend`` is given.
+            tokenizer: Its (fast) tokenizer.
+            config: Window and decoding settings; default: :class:`SpanQAConfig` defaults.
+            device: Where a PyTorch model runs: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; default: CUDA when available.
+            batch_size: Windows per forward pass.
+            dtype: PyTorch precision, ``bf16``, ``fp16`` or ``fp32``; default: bf16 on GPUs that support it, else fp32.
+            backend: A ready backend (e.g. :class:`~spanqa.backends.OnnxBackend`) instead of ``model``.
+        """
+        if backend is None:
+            if model is None:
+                raise TypeError("Reader needs a model or a backend")
+            backend = TorchBackend(model, device, dtype)
+        elif model is not None:
+            raise TypeError("Reader takes a model or a backend, not both")
+        self.backend: Backend = backend
+        self.model: PreTrainedModel | None = getattr(backend, "model", None)
+        self.device = self.backend.device
         self.tokenizer = tokenizer
         self.config = config or SpanQAConfig()
         self.batch_size = batch_size
-        self.config.window.check_model_limit(tokenizer, getattr(model.config, "max_position_embeddings", None))
+        self.config.window.check_model_limit(tokenizer, self.backend.max_positions)
 
     @classmethod
-    def from_pretrained(cls, name: str | Path, *, device: str | None = None, batch_size: int = 32, **overrides: Any) -> Reader:
-        """Load a model folder (a ``checkpoint-N/`` too), alias or hub id with its saved ``spanqa.json``.
+    def from_pretrained(
+        cls,
+        name: str | Path,
+        *,
+        device: str | None = None,
+        batch_size: int = 32,
+        backend: BackendName = "auto",
+        dtype: Precision | None = None,
+        **overrides: Any,
+    ) -> Reader:
+        """Load a model folder (a ``checkpoint-N/`` or a ``spanqa export`` folder too), alias or hub id
+        with its saved ``spanqa.json``.
 
         Args:
             name: Model folder, alias (``minilm``) or hub id.
-            device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; default: CUDA when available.
+            device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; default: CUDA when available for PyTorch,
+                the CPU for ONNX.
             batch_size: Windows per forward pass.
+            backend: ``auto`` (ONNX for a folder with ``model.onnx`` and no safetensors weights,
+                else PyTorch), ``torch`` or ``onnx``.
+            dtype: PyTorch precision, ``bf16``, ``fp16`` or ``fp32``; default: bf16 on GPUs that
+                support it, else fp32. ONNX models run in the precision they were exported in.
             **overrides: :class:`SpanQAConfig` fields that replace the saved values
                 (``max_length``, ``stride``, ``null_threshold``, ...); None keeps the saved value.
+
+        Raises:
+            ModelError: ``backend="onnx"`` for a model without ``model.onnx``, or onnxruntime missing.
+            ConfigError: an unknown backend or dtype, or a dtype for an ONNX model.
         """
         path = resolve_model(str(name))
+        chosen = choose_backend(path, backend)
+        dtype = check_precision(dtype)
         config = (SpanQAConfig.load(path) if Path(path).is_dir() else SpanQAConfig()).updated(**overrides)
         tokenizer = load_tokenizer(path)
-        model = load_qa_model(path)
-        return cls(model, tokenizer, config, device=device, batch_size=batch_size)
+        if chosen == "onnx":
+            if dtype not in (None, "fp32"):
+                raise ConfigError(f"dtype {dtype!r} applies to the torch backend; {name} is an ONNX model, run as exported (export with --int8 for speed)")
+            return cls(None, tokenizer, config, batch_size=batch_size, backend=OnnxBackend(path, device=device))
+        return cls(load_qa_model(path), tokenizer, config, device=device, batch_size=batch_size, dtype=dtype)
 
     def with_settings(self, *, batch_size: int | None = None, **overrides: Any) -> Reader:
         """This reader (same model and tokenizer, no copy) with other settings.
@@ -170,7 +208,7 @@ class Reader:
         config = self.config.updated(**overrides)
         if config == self.config and batch_size in (None, self.batch_size):
             return self
-        return Reader(self.model, self.tokenizer, config, device=str(self.device), batch_size=batch_size or self.batch_size)
+        return Reader(None, self.tokenizer, config, batch_size=batch_size or self.batch_size, backend=self.backend)
 
     def features(self, examples: Sequence[QAExample], window: WindowConfig | None = None) -> Features:
         """The model windows of ``examples``.
@@ -188,17 +226,14 @@ class Reader:
             features: Windows from :meth:`features`.
             batch_size: Windows per forward pass; default: this reader's.
         """
-        import torch
-
         size = batch_size or self.batch_size
+        # Longest windows first: each batch is padded to its own longest row, so similar lengths waste little.
         order = np.argsort(-features.lengths, kind="stable")
         for lo in range(0, len(order), size):
             rows = order[lo : lo + size]
-            padded = self.tokenizer.pad(features.model_inputs(rows), return_tensors="pt")
-            batch = {k: v.to(self.device) for k, v in padded.items()}
-            with torch.inference_mode(), attention_kernels(self.device):
-                out = self.model(**batch)
-            yield rows, out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+            padded = self.tokenizer.pad(features.model_inputs(rows), return_tensors="np")
+            start, end = self.backend(dict(padded))
+            yield rows, start, end
 
     def predict_examples(
         self,

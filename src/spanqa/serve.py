@@ -3,13 +3,39 @@
 ``POST /answer`` answers one question (``{"question", "context" | "documents", ...}``)
 or several (``{"questions": [...]}``); requests from concurrent clients are
 collected for a few milliseconds and answered together with shared forward
-passes (micro-batching), in a worker thread so the event loop stays free.
-``GET /health`` describes the model, ``GET /`` is a small web page, and
-``/docs`` / ``/openapi.json`` document the API.
+passes (micro-batching), in worker threads so the event loop stays free.
+``GET /health`` describes the model, ``GET /metrics`` exposes Prometheus
+metrics, ``GET /`` is a small web page, and ``/docs`` / ``/openapi.json``
+document the API.
 
 Every error is a JSON body ``{"error": {"type": ..., "message": ...}}`` with a
 4xx/5xx status (validation errors add ``"details"``), and the server keeps
 serving after it.
+
+Settings (:class:`ServeSettings`) come from, in increasing precedence: their
+defaults, ``SPANQA_SERVE_<NAME>`` environment variables (``SPANQA_SERVE_MAX_BATCH=64``,
+``SPANQA_SERVE_THREADS=auto``) and explicit values (``serve_settings(max_batch=64)``,
+the command-line options of ``spanqa serve``). A bad value is a one-line
+:class:`~spanqa.errors.ConfigError` naming the setting.
+
+Parallelism: ``workers`` micro-batch workers (default 1) each run one batch at
+a time in its own thread with ``threads`` intra-op threads (default: the cores
+this process may use, divided among the workers; see :func:`resolve_threads`).
+
+``GET /metrics`` is the Prometheus text format (``text/plain; version=0.0.4``),
+from a registry of the app's own (``app.state.metrics.registry``):
+
+* ``spanqa_requests_total{endpoint, method, status}``: HTTP requests by route
+  (unknown paths are ``endpoint="other"``) and status code;
+* ``spanqa_errors_total{endpoint, type}``: 4xx/5xx responses by error type
+  (``validation_error``, ``payload_too_large``, ``timeout``, ``internal_error``, ...);
+* ``spanqa_questions_answered_total``: questions answered (each of a batch counts);
+* ``spanqa_answer_latency_seconds{status}``: histogram of the time to respond to ``POST /answer``;
+* ``spanqa_batch_size``: histogram of questions per micro-batch (one shared model call);
+* ``spanqa_batch_duration_seconds``: histogram of the model's time per micro-batch;
+* ``spanqa_in_flight_requests``: requests being handled now (``/metrics`` itself not counted);
+* ``spanqa_queued_questions``: questions waiting for a worker;
+* ``spanqa_server_info{version, model, device, workers, threads}``: always 1.
 
 >>> app = create_app(Reader.from_pretrained("path/to/model"))   # an ASGI app
 >>> run_server("path/to/model", port=8000)                      # or load + run uvicorn
@@ -20,19 +46,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import copy
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from .errors import ConfigError, DataError, SpanQAError
+from .errors import ConfigError, DataError, SpanQAError, did_you_mean
 from .reader import QARequest, Reader, ReaderResult
 
 
@@ -44,55 +72,170 @@ try:
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.openapi.utils import get_openapi
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+    from pydantic_settings.exceptions import SettingsError
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.requests import ClientDisconnect
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError as _err:  # pragma: no cover - depends on the installed extras
-    raise MissingDependencyError(f"serving needs fastapi and uvicorn: pip install 'spanqa[serve]' ({_err})") from _err
+    raise MissingDependencyError(
+        f"serving needs fastapi, uvicorn, pydantic-settings and prometheus-client: pip install 'spanqa[serve]' ({_err})"
+    ) from _err
 
-__all__ = ["ServeSettings", "create_app", "run_server", "MicroBatcher", "ApiError"]
+__all__ = ["ServeSettings", "serve_settings", "resolve_threads", "usable_cores", "ServeMetrics", "create_app", "run_server", "MicroBatcher",
+           "ApiError"]
 
 logger = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+ENV_PREFIX = "SPANQA_SERVE_"
+
+_POSITIVE_INTS = ("max_body_bytes", "max_context_chars", "max_batch", "max_documents", "max_top_k", "max_answer_length",
+                  "max_batch_items", "max_queue_items", "workers")
+_REQUIREMENTS = {
+    **{name: "a positive integer" for name in _POSITIVE_INTS},
+    "threads": "a positive integer or 'auto'",
+    "request_timeout_s": "a finite number of seconds > 0",
+    "max_wait_ms": "a finite number of milliseconds >= 0",
+}
 
 
-@dataclass(frozen=True)
-class ServeSettings:
-    """Limits and micro-batching settings of the HTTP server."""
+class ServeSettings(BaseSettings):
+    """Limits, micro-batching and parallelism of the HTTP server.
 
-    max_body_bytes: int = 1 * MiB
-    """Largest request body; bigger ones get 413 (checked on Content-Length and on the bytes read)."""
-    max_context_chars: int = 200_000
+    Each field can be set from the environment as ``SPANQA_SERVE_<FIELD>``
+    (``SPANQA_SERVE_MAX_BATCH=64``); keyword arguments beat the environment.
+    An invalid value raises :class:`~spanqa.errors.ConfigError`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid", use_attribute_docstrings=True
+    )
+
+    max_body_bytes: int = Field(1 * MiB, gt=0)
+    """Largest request body in bytes; bigger ones get 413 (checked on Content-Length and on the bytes read)."""
+    max_context_chars: int = Field(200_000, gt=0)
     """Longest context or document in characters (a 20,000-word document fits); longer gets 413."""
-    max_batch: int = 32
-    """Most questions in one ``{"questions": [...]}`` request; more gets 422."""
-    max_documents: int = 100
-    """Most documents ranked for one question."""
-    max_top_k: int = 100
-    """Largest ``top_k`` a request may ask for."""
-    max_answer_length: int = 512
-    """Largest per-request ``max_answer_length`` (tokens)."""
-    request_timeout_s: float = 30.0
-    """Time a request may wait for its answers (queue + model); then 504."""
-    max_wait_ms: float = 5.0
-    """How long the batcher waits for more requests after the first one arrives."""
-    max_batch_items: int = 32
+    max_batch: int = Field(32, gt=0)
+    """Most questions in one {"questions": [...]} request; more gets 422."""
+    max_documents: int = Field(100, gt=0)
+    """Most documents ranked for one question; more gets 422."""
+    max_top_k: int = Field(100, gt=0)
+    """Largest top_k a request may ask for."""
+    max_answer_length: int = Field(512, gt=0)
+    """Largest per-request max_answer_length (tokens)."""
+    request_timeout_s: float = Field(30.0, gt=0, allow_inf_nan=False)
+    """Seconds a request may wait for its answers (queue + model); then 504."""
+    max_wait_ms: float = Field(5.0, ge=0, allow_inf_nan=False)
+    """Milliseconds the batcher waits for more requests after the first one arrives."""
+    max_batch_items: int = Field(32, gt=0)
     """Most questions answered in one micro-batch (a bigger single request runs alone)."""
-    max_queue_items: int = 4096
+    max_queue_items: int = Field(4096, gt=0)
     """Most questions waiting for the model; beyond it requests get 503 at once."""
+    workers: int = Field(1, gt=0)
+    """Micro-batches run at once, each in its own thread (1: one batch at a time on all the threads)."""
+    threads: int | None = Field(None, gt=0)
+    """Intra-op CPU threads per worker (torch.set_num_threads); default (auto): the usable cores divided among the workers."""
 
-    def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_context_chars", "max_batch", "max_documents", "max_top_k", "max_answer_length",
-                     "max_batch_items", "max_queue_items"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ServeSettings.{name} must be a positive integer, got {value!r}")
-        if not self.request_timeout_s > 0:
-            raise ConfigError(f"ServeSettings.request_timeout_s must be > 0, got {self.request_timeout_s!r}")
-        if not self.max_wait_ms >= 0:
-            raise ConfigError(f"ServeSettings.max_wait_ms must be >= 0, got {self.max_wait_ms!r}")
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as err:
+            raise ConfigError(_settings_error(err, explicit=set(values))) from None
+        except SettingsError as err:  # pragma: no cover - only complex fields are parsed by pydantic-settings itself
+            raise ConfigError(str(err).splitlines()[0]) from None
+
+    @field_validator(*_POSITIVE_INTS, "threads", "request_timeout_s", "max_wait_ms", mode="before")
+    @classmethod
+    def _no_bools(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a number")
+        return value
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _auto_threads(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "auto"):
+            return None
+        return value
+
+
+def _settings_error(err: ValidationError, explicit: set[str]) -> str:
+    """One line naming each bad setting: the variable ``SPANQA_SERVE_X`` if it came from the environment."""
+    problems = []
+    for item in err.errors(include_url=False):
+        loc = item.get("loc") or ("?",)
+        field = str(loc[0])
+        value = item.get("input")
+        if item.get("type") == "extra_forbidden":
+            problems.append(f"{field}: unknown setting{did_you_mean(field, ServeSettings.model_fields)}")
+            continue
+        where = field if field in explicit else f"{ENV_PREFIX}{field.upper()}"
+        requirement = _REQUIREMENTS.get(field)
+        if requirement:
+            problems.append(f"{where}: must be {requirement}, got {value!r}")
+        else:  # pragma: no cover - every field has a requirement
+            problems.append(f"{where}: {item.get('msg', 'invalid value')}, got {value!r}")
+    return "; ".join(problems) or "invalid serve settings"
+
+
+def serve_settings(**overrides: Any) -> ServeSettings:
+    """Settings from the defaults, ``SPANQA_SERVE_*`` environment variables and ``overrides``, in increasing precedence.
+
+    ``None`` overrides are ignored (an unset command-line option). Raises
+    :class:`~spanqa.errors.ConfigError` for an invalid value, an unknown
+    setting, or an unknown ``SPANQA_SERVE_*`` variable (a misspelt one would
+    otherwise be ignored silently).
+    """
+    fields = ServeSettings.model_fields
+    values = {name: value for name, value in overrides.items() if value is not None}
+    for name in values:
+        if name not in fields:
+            raise ConfigError(f"{name}: unknown serve setting{did_you_mean(name, fields)}")
+    known = {ENV_PREFIX + name.upper() for name in fields}
+    for key in os.environ:
+        if key.upper().startswith(ENV_PREFIX) and key.upper() not in known:
+            raise ConfigError(f"{key}: unknown setting{did_you_mean(key.upper(), sorted(known))}; the settings are {', '.join(sorted(known))}")
+    return ServeSettings(**values)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (which containers and ``taskset`` narrow), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(settings: ServeSettings) -> int:
+    """Intra-op threads per worker: ``settings.threads``, or by default the usable cores divided among the workers.
+
+    The default never exceeds torch's own setting (``torch.get_num_threads()``),
+    so ``OMP_NUM_THREADS`` or an earlier ``torch.set_num_threads`` still caps it.
+
+    Why one worker on all cores by default: requests are already micro-batched,
+    and one forward pass over a batch of 2B windows on all cores keeps the
+    matrix multiplications larger (better vectorised, the weights read once)
+    than two passes of B windows on half the cores each; while a batch runs,
+    new requests queue up and become the next, bigger batch. A lone request
+    also gets its answer soonest with every core on it. More workers pay off
+    mainly on many-core machines, where a small model's pass cannot use all
+    cores and the single-threaded tokenising and decoding of one batch can
+    overlap another's forward pass: set ``workers`` (e.g. 2-4, cores/workers
+    threads each) and measure with ``bench/load_serve.py``.
+    """
+    if settings.threads is not None:
+        return settings.threads
+    share = max(1, usable_cores() // settings.workers)
+    try:
+        import torch
+
+        return max(1, min(share, torch.get_num_threads()))
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return share
 
 
 # --------------------------------------------------------------------------- API schema
@@ -242,30 +385,75 @@ class _Job:
     enqueued: float
 
 
+def _set_worker_threads(threads: int) -> None:
+    """Executor thread initializer: this thread's intra-op threads.
+
+    With OpenMP (torch's CPU builds) the setting belongs to the calling thread,
+    so it is made here, in the worker thread. ``get_num_threads`` first runs
+    torch's once-per-thread initialisation, which would otherwise later reset
+    the thread to the process-wide value (that another app's workers may have changed).
+    """
+    try:
+        import torch
+
+        torch.get_num_threads()
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+def _worker_readers(reader: Reader, workers: int) -> list[Reader]:
+    """One reader per worker: the first is ``reader``; the others share its model but own a copy of the tokenizer.
+
+    A fast tokenizer is not safe to call from two threads at once ("Already
+    borrowed"), while a model in inference mode is; other reader-like objects
+    (test doubles) are shared as they are.
+    """
+    readers = [reader]
+    for _ in range(1, workers):
+        if isinstance(reader, Reader):
+            clone = copy.copy(reader)
+            clone.tokenizer = copy.deepcopy(reader.tokenizer)
+            readers.append(clone)
+        else:
+            readers.append(reader)
+    return readers
+
+
 class MicroBatcher:
     """Collects requests from concurrent clients and answers them together.
 
-    One worker task takes the first waiting job, waits up to ``max_wait_ms``
-    for more (until ``max_batch_items`` questions), and runs
-    ``reader.answer_batch`` on all of them in a single worker thread; each
+    Each of ``settings.workers`` worker tasks takes the first waiting job,
+    waits up to ``max_wait_ms`` for more (until ``max_batch_items``
+    questions), and runs ``reader.answer_batch`` on all of them in a thread of
+    its own with ``threads`` intra-op threads (:func:`resolve_threads`); each
     request keeps its own ``top_k`` / ``max_answer_length`` / ``handle_impossible``.
     """
 
-    def __init__(self, reader: Reader, settings: ServeSettings) -> None:
+    def __init__(self, reader: Reader, settings: ServeSettings, metrics: ServeMetrics | None = None) -> None:
         self.reader = reader
         self.settings = settings
+        self.metrics = metrics
         self.max_wait = settings.max_wait_ms / 1000.0
         self.max_items = settings.max_batch_items
+        self.workers = settings.workers
+        self.threads = resolve_threads(settings)
+        self._readers = _worker_readers(reader, self.workers)
         self._executor: ThreadPoolExecutor | None = None
         self._pending: collections.deque[_Job] = collections.deque()
         self._pending_items = 0
         self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None] | None] = [None] * self.workers
         self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         self.questions = 0
         self.requests = 0
         self.largest_batch = 0
+
+    @property
+    def waiting(self) -> int:
+        """Questions waiting for a worker."""
+        return self._pending_items
 
     @property
     def stats(self) -> dict[str, int | float]:
@@ -276,27 +464,35 @@ class MicroBatcher:
             "largest_batch": self.largest_batch,
             "mean_batch": round(self.questions / self.batches, 3) if self.batches else 0.0,
             "waiting": self._pending_items,
+            "workers": self.workers,
+            "threads": self.threads,
         }
 
     def start(self) -> None:
-        """Start the worker on the running event loop (again, if the loop changed)."""
+        """Start the workers on the running event loop (again, if the loop changed)."""
         loop = asyncio.get_running_loop()
-        if self._task is not None and self._loop is loop and not self._task.done():
+        if self._loop is loop and all(task is not None and not task.done() for task in self._tasks):
             return
         if self._loop is not loop:  # a new event loop: jobs of the old one cannot be answered any more
             self._pending.clear()
             self._pending_items = 0
+            self._tasks = [None] * self.workers
+            self._wakeup = asyncio.Event()
         self._loop = loop
-        self._wakeup = asyncio.Event()
         if self._executor is None:
-            # One thread: the model runs one batch at a time, off the event loop.
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spanqa-reader")
-        self._task = loop.create_task(self._run(), name="spanqa-microbatcher")
+            # One thread per worker, so each runs one batch at a time off the event loop with its own thread setting.
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.workers, thread_name_prefix="spanqa-reader", initializer=_set_worker_threads, initargs=(self.threads,)
+            )
+        for i, task in enumerate(self._tasks):
+            if task is None or task.done():
+                self._tasks[i] = loop.create_task(self._run(self._readers[i]), name=f"spanqa-microbatcher-{i}")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done():
+        tasks, self._tasks = [t for t in self._tasks if t is not None and not t.done()], [None] * self.workers
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             try:
                 await task
             except asyncio.CancelledError:
@@ -325,7 +521,7 @@ class MicroBatcher:
         except asyncio.TimeoutError:
             raise ApiError(504, "timeout", f"no answer within {timeout:g} s; try a shorter context or fewer questions") from None
 
-    async def _run(self) -> None:
+    async def _run(self, reader: Reader) -> None:
         assert self._loop is not None and self._wakeup is not None
         loop, wakeup = self._loop, self._wakeup
         while True:
@@ -334,7 +530,7 @@ class MicroBatcher:
                     wakeup.clear()
                     await wakeup.wait()
                 deadline = self._pending[0].enqueued + self.max_wait
-                while self._pending_items < self.max_items and (remaining := deadline - loop.time()) > 0:
+                while self._pending and self._pending_items < self.max_items and (remaining := deadline - loop.time()) > 0:
                     wakeup.clear()
                     try:
                         await asyncio.wait_for(wakeup.wait(), remaining)
@@ -350,20 +546,23 @@ class MicroBatcher:
                     jobs.append(job)
                     count += len(job.requests)
                 if jobs:
-                    await self._process(loop, jobs)
+                    await self._process(loop, jobs, reader)
             except asyncio.CancelledError:
                 raise
             except Exception:  # pragma: no cover - keep serving whatever happens
                 logger.exception("micro-batch worker error")
 
-    async def _process(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+    async def _process(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job], reader: Reader) -> None:
         executor = self._executor
         flat = [r for job in jobs for r in job.requests]
         self.batches += 1
         self.questions += len(flat)
         self.largest_batch = max(self.largest_batch, len(flat))
+        if self.metrics is not None:
+            self.metrics.batch_size.observe(len(flat))
+        started = time.perf_counter()
         try:
-            results = await loop.run_in_executor(executor, self.reader.answer_batch, flat)
+            results = await loop.run_in_executor(executor, reader.answer_batch, flat)
         except Exception as err:
             if len(jobs) == 1:
                 _settle(jobs[0], error=err)
@@ -373,10 +572,13 @@ class MicroBatcher:
                 if job.future.done():
                     continue
                 try:
-                    _settle(job, await loop.run_in_executor(executor, self.reader.answer_batch, job.requests))
+                    _settle(job, await loop.run_in_executor(executor, reader.answer_batch, job.requests))
                 except Exception as job_err:
                     _settle(job, error=job_err)
             return
+        finally:
+            if self.metrics is not None:
+                self.metrics.batch_seconds.observe(time.perf_counter() - started)
         lo = 0
         for job in jobs:
             _settle(job, results[lo : lo + len(job.requests)])
@@ -517,6 +719,97 @@ def _load_page() -> tuple[str, str]:
     return html, csp
 
 
+# --------------------------------------------------------------------------- metrics
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _size_buckets(largest: int) -> tuple[float, ...]:
+    """1, 2, 4, ... up to ``largest`` (and ``largest`` itself)."""
+    buckets = []
+    size = 1
+    while size < largest:
+        buckets.append(float(size))
+        size *= 2
+    buckets.append(float(largest))
+    return tuple(buckets)
+
+
+class ServeMetrics:
+    """The Prometheus metrics of one app, in a registry of their own (so several apps in one process never collide)."""
+
+    def __init__(self, max_batch_items: int = 32, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.requests = Counter("spanqa_requests", "HTTP requests by endpoint, method and status code.", ["endpoint", "method", "status"], registry=reg)
+        self.errors = Counter("spanqa_errors", "Error responses (status 4xx and 5xx) by endpoint and error type.", ["endpoint", "type"], registry=reg)
+        self.questions = Counter("spanqa_questions_answered", "Questions answered; each question of a batch request counts.", registry=reg)
+        self.latency = Histogram(
+            "spanqa_answer_latency_seconds", "Seconds from the arrival of a POST /answer request to its response, by status code.",
+            ["status"], buckets=LATENCY_BUCKETS, registry=reg,
+        )
+        self.batch_size = Histogram(
+            "spanqa_batch_size", "Questions per micro-batch (answered with shared forward passes).", buckets=_size_buckets(max_batch_items), registry=reg
+        )
+        self.batch_seconds = Histogram("spanqa_batch_duration_seconds", "Seconds the model took per micro-batch.", buckets=LATENCY_BUCKETS, registry=reg)
+        self.in_flight = Gauge("spanqa_in_flight_requests", "HTTP requests being handled now (not counting /metrics).", registry=reg)
+        self.queued = Gauge("spanqa_queued_questions", "Questions waiting for a micro-batch worker.", registry=reg)
+        self.info = Info("spanqa_server", "The served model and how it runs.", registry=reg)
+
+    def exposition(self) -> bytes:
+        """The metrics in the Prometheus text format (version 0.0.4)."""
+        return generate_latest(self.registry)
+
+
+class _MetricsMiddleware:
+    """Counts every HTTP request by endpoint and status; times ``POST /answer``; tracks requests in flight."""
+
+    def __init__(self, app: ASGIApp, metrics: ServeMetrics, endpoints: frozenset[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        endpoint = path if path in self.endpoints else "other"  # unknown paths share one label: bounded cardinality
+        tracked = endpoint != "/metrics"
+        status = 500  # what the client gets when the app raises before answering
+        scope.setdefault("state", {})  # shared with the requests of the exception handlers, which note the error type
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        started = time.perf_counter()
+        if tracked:
+            self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            if tracked:
+                self.metrics.in_flight.dec()
+            method = str(scope.get("method", ""))
+            self.metrics.requests.labels(endpoint=endpoint, method=method, status=str(status)).inc()
+            if status >= 400:
+                state = scope.get("state") or {}
+                kind = state.get("spanqa_error_type") if isinstance(state, dict) else None
+                kind = kind or _STATUS_TYPES.get(status, "bad_request" if status < 500 else "internal_error")
+                self.metrics.errors.labels(endpoint=endpoint, type=kind).inc()
+            if endpoint == "/answer" and method == "POST":
+                self.metrics.latency.labels(status=str(status)).observe(time.perf_counter() - started)
+
+
+def _note_error(request: Request, kind: str) -> None:
+    """Tell the metrics middleware which kind of error this response is."""
+    request.state.spanqa_error_type = kind
+
+
 # --------------------------------------------------------------------------- the app
 
 
@@ -527,13 +820,27 @@ def _model_name(reader: Reader) -> str | None:
 
 
 def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_name: str | None = None) -> FastAPI:
-    """An ASGI app answering with ``reader``; ``app.state.batcher`` holds micro-batching counters."""
+    """An ASGI app answering with ``reader``.
+
+    ``app.state.batcher`` holds micro-batching counters, ``app.state.metrics`` the
+    Prometheus metrics (served at ``GET /metrics``). ``settings`` default to
+    :class:`ServeSettings` from the environment.
+    """
     from . import __version__
 
     settings = settings or ServeSettings()
-    batcher = MicroBatcher(reader, settings)
+    metrics = ServeMetrics(settings.max_batch_items)
+    batcher = MicroBatcher(reader, settings, metrics)
+    metrics.queued.set_function(lambda: batcher.waiting)
     page, csp = _load_page()
     name = model_name or _model_name(reader)
+    metrics.info.info({
+        "version": __version__,
+        "model": name or "",
+        "device": str(getattr(reader, "device", "cpu")),
+        "workers": str(batcher.workers),
+        "threads": str(batcher.threads),
+    })
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -552,14 +859,17 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
     app.state.reader = reader
     app.state.settings = settings
     app.state.batcher = batcher
+    app.state.metrics = metrics
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        _note_error(request, exc.type)
         return error_response(exc.status, exc.type, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, details = _validation_details(exc.errors())
+        _note_error(request, "validation_error")
         return error_response(422, "validation_error", message, details)
 
     @app.exception_handler(StarletteHTTPException)
@@ -570,6 +880,7 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
             message = f"no such endpoint: {request.method} {request.url.path}"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
+        _note_error(request, kind)
         return error_response(exc.status_code, kind, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -610,6 +921,7 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
             results = await batcher.submit(requests, settings.request_timeout_s)
         except SpanQAError as err:
             raise ApiError(422, "validation_error", str(err)) from None
+        metrics.questions.inc(len(results))
         if batched:
             return JSONResponse({"results": [r.to_dict() for r in results]})
         return JSONResponse(results[0].to_dict())
@@ -624,9 +936,20 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
             "null_threshold": float(config.null_threshold),
             "device": str(getattr(reader, "device", "cpu")),
             "max_length": int(config.max_length),
-            "limits": {k: v for k, v in asdict(settings).items()},
+            "limits": settings.model_dump(exclude={"workers", "threads"}),
             "batching": batcher.stats,
         }
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        summary="Prometheus metrics",
+        responses={200: {"content": {"text/plain": {}}, "description": "The Prometheus text format, version 0.0.4"}},
+    )
+    async def prometheus_metrics() -> Response:
+        """Request and error counters, questions answered, /answer latency and micro-batch size histograms,
+        requests in flight and questions queued, in the Prometheus text exposition format."""
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -654,6 +977,8 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    endpoints = frozenset(path for route in app.routes if isinstance(path := getattr(route, "path", None), str))
+    app.add_middleware(_MetricsMiddleware, metrics=metrics, endpoints=endpoints)
     return app
 
 
@@ -664,18 +989,32 @@ def run_server(
     settings: ServeSettings | None = None,
     device: str | None = None,
     *,
+    backend: str = "auto",
     log_level: str = "info",
 ) -> None:
-    """Load ``model`` (safetensors only, no remote code) and serve it with uvicorn until interrupted."""
+    """Load ``model`` (safetensors or ONNX only, no remote code) and serve it with uvicorn until interrupted.
+
+    Args:
+        model: Model folder, alias or hub id.
+        host: Address to listen on.
+        port: Port.
+        settings: Limits, batching and parallelism; default: :func:`serve_settings` (the environment).
+        device: ``cpu``, ``cuda``, ...; default: the reader's choice.
+        backend: ``auto``, ``torch`` or ``onnx``, passed to :meth:`Reader.from_pretrained`.
+        log_level: uvicorn's log level.
+    """
     try:
         import uvicorn
     except ImportError as err:  # pragma: no cover - depends on the installed extras
         raise MissingDependencyError(f"serving needs uvicorn: pip install 'spanqa[serve]' ({err})") from err
-    settings = settings or ServeSettings()
+    settings = settings or serve_settings()
     started = time.perf_counter()
-    reader = Reader.from_pretrained(model, device=device)
+    options: dict[str, Any] = {} if backend == "auto" else {"backend": backend}  # "auto" is the reader's default
+    reader = Reader.from_pretrained(model, device=device, **options)
     logger.info("loaded %s on %s in %.1f s", model, reader.device, time.perf_counter() - started)
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("serving on %s: the API has no authentication; put it behind a proxy you trust", host)
     app = create_app(reader, settings, model_name=str(model))
+    batcher = app.state.batcher
+    logger.info("%d micro-batch worker(s), %d intra-op thread(s) each (%d usable cores)", batcher.workers, batcher.threads, usable_cores())
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5, server_header=False)

@@ -1,0 +1,218 @@
+"""ONNX export and the ONNX Runtime backend: the same logits and answers as PyTorch, for each tokenizer family."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+from spanqa import Reader, evaluate, load_examples  # noqa: E402  # after the skip: without onnxruntime nothing here runs
+from spanqa.backends import OnnxBackend, TorchBackend  # noqa: E402
+from spanqa.cli import app  # noqa: E402
+from spanqa.errors import ConfigError, ModelError  # noqa: E402
+from spanqa.export import export_onnx  # noqa: E402
+
+runner = CliRunner()
+FAMILIES = ["tiny_bert_dir", "tiny_roberta_dir", "tiny_xlmr_dir"]
+GRAPH_INPUTS = {  # BERT's WordPiece tokenizer produces segment ids; RoBERTa's and XLM-R's do not
+    "tiny_bert_dir": ["input_ids", "attention_mask", "token_type_ids"],
+    "tiny_roberta_dir": ["input_ids", "attention_mask"],
+    "tiny_xlmr_dir": ["input_ids", "attention_mask"],
+}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+class Exported(NamedTuple):
+    family: str
+    source: Path
+    out: Path
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def exported(request, tmp_path_factory) -> Exported:
+    """A tiny random model of each family and its fp32 ONNX export."""
+    source = request.getfixturevalue(request.param)
+    out = tmp_path_factory.mktemp("onnx") / request.param.removesuffix("_dir")
+    assert export_onnx(source, out) == out
+    return Exported(request.param, source, out)
+
+
+@pytest.fixture(scope="module")
+def bert_onnx(tiny_bert_dir, tmp_path_factory) -> Path:
+    """One fp32 export for the tests of options and errors, where one family is enough."""
+    return export_onnx(tiny_bert_dir, tmp_path_factory.mktemp("bert-onnx") / "model")
+
+
+@pytest.fixture(scope="module")
+def dev_examples(sample_dev):
+    return load_examples(sample_dev).examples
+
+
+def _all_logits(reader: Reader, features, batch_size: int) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], set[tuple[int, int]]]:
+    """Start/end logits by window, and the (batch size, padded length) shapes that ran."""
+    starts, ends, shapes = {}, {}, set()
+    for rows, start, end in reader.logits(features, batch_size=batch_size):
+        shapes.add(start.shape)
+        assert start.dtype == end.dtype == np.float32
+        for b, row in enumerate(rows):
+            starts[int(row)], ends[int(row)] = start[b], end[b]
+    return starts, ends, shapes
+
+
+def test_onnx_logits_equal_pytorch_for_any_batch_size_and_length(exported, dev_examples):
+    _, source, out = exported
+    torch_reader = Reader.from_pretrained(source, device="cpu", max_length=128, stride=32)
+    onnx_reader = Reader.from_pretrained(out, max_length=128, stride=32)
+    assert isinstance(onnx_reader.backend, OnnxBackend) and onnx_reader.model is None
+    assert isinstance(torch_reader.backend, TorchBackend) and torch_reader.model is not None
+    features = torch_reader.features(dev_examples[:24])
+    shapes_seen = set()
+    for batch_size in (5, 16):
+        want_start, want_end, _ = _all_logits(torch_reader, features, batch_size)
+        got_start, got_end, shapes = _all_logits(onnx_reader, features, batch_size)
+        shapes_seen |= shapes
+        assert sorted(got_start) == sorted(want_start) == list(range(len(features)))
+        for row in want_start:
+            np.testing.assert_allclose(got_start[row], want_start[row], atol=1e-4, rtol=0)
+            np.testing.assert_allclose(got_end[row], want_end[row], atol=1e-4, rtol=0)
+    # The graph really is dynamic: several batch sizes and padded lengths ran through it.
+    assert len({b for b, _ in shapes_seen}) >= 2 and len({n for _, n in shapes_seen}) >= 2
+
+
+def test_onnx_reader_gives_pytorch_answers(exported, dev_examples):
+    _, source, out = exported
+    want = Reader.from_pretrained(source, device="cpu").predict_examples(dev_examples)
+    got = Reader.from_pretrained(out).predict_examples(dev_examples)
+    assert [p.text for p in got] == [p.text for p in want]
+    assert [p.is_impossible for p in got] == [p.is_impossible for p in want]
+    np.testing.assert_allclose([p.null_odds for p in got], [p.null_odds for p in want], atol=1e-3)
+
+
+def test_export_folder_is_self_contained(exported):
+    source, out = exported.source, exported.out
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "spanqa.json", *TOKENIZER_FILES} <= names
+    assert [p.name for p in out.glob("*.onnx")] == ["model.onnx"]
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "no staging folder left behind"
+    settings = json.loads((out / "spanqa.json").read_text())
+    assert settings["extra"]["export"] == {"format": "onnx", "int8": False, "opset": 17, "optimized": True, "source": str(source)}
+    graph = onnx.load(str(out / "model.onnx")).graph
+    inputs = [i.name for i in graph.input]
+    assert inputs == GRAPH_INPUTS[exported.family]
+    assert [o.name for o in graph.output] == ["start_logits", "end_logits"]
+    for value in [*graph.input, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        assert len(dims) == 2 and all(d.dim_param and not d.dim_value for d in dims), f"{value.name} has fixed axes"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_int8_export_loads_and_mostly_agrees_with_fp32(family, request, dev_examples, tmp_path):
+    source = request.getfixturevalue(family)
+    out = export_onnx(source, tmp_path / "int8", int8=True)
+    assert [p.name for p in out.glob("*.onnx")] == ["model.onnx"]
+    fp32 = Reader.from_pretrained(source, device="cpu", max_length=128, stride=32)
+    int8 = Reader.from_pretrained(out, max_length=128, stride=32)
+    # Logits of a random model are nearly flat, so a few top spans may swap under int8 rounding;
+    # the logits themselves must stay close (a broken quantization is off by far more than this).
+    features = fp32.features(dev_examples)
+    want_start, _, _ = _all_logits(fp32, features, 32)
+    got_start, _, _ = _all_logits(int8, features, 32)
+    for row in want_start:
+        assert np.corrcoef(got_start[row], want_start[row])[0, 1] > 0.95
+    want = [p.text for p in fp32.predict_examples(dev_examples)]
+    got = [p.text for p in int8.predict_examples(dev_examples)]
+    agree = np.mean([a == b for a, b in zip(got, want)])
+    assert agree > 0.8, f"int8 answers agree with fp32 on {agree:.0%} of questions"
+
+
+def test_existing_output_is_refused_unless_overwrite(tiny_bert_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty.*--overwrite"):
+        export_onnx(tiny_bert_dir, out)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    export_onnx(tiny_bert_dir, out, overwrite=True, optimize=False)
+    assert not (out / "keep.txt").exists() and (out / "model.onnx").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "old folder and staging removed"
+    with pytest.raises(ConfigError, match="would replace the model"):
+        export_onnx(tiny_bert_dir, tiny_bert_dir, overwrite=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    export_onnx(tiny_bert_dir, empty, optimize=False)  # an empty folder is fine
+    assert (empty / "model.onnx").is_file()
+
+
+def test_export_command(tiny_bert_dir, tmp_path):
+    out = tmp_path / "cli"
+    res = runner.invoke(app, ["export", str(tiny_bert_dir), str(out), "--onnx", "--int8"])
+    assert res.exit_code == 0, res.output
+    assert "model.onnx" in res.output and "int8" in res.output
+    assert json.loads((out / "spanqa.json").read_text())["extra"]["export"]["int8"] is True
+    res = runner.invoke(app, ["export", str(tiny_bert_dir), str(out), "--onnx"])
+    assert res.exit_code == 1 and "error:" in res.output and "--overwrite" in res.output
+    res = runner.invoke(app, ["export", str(tiny_bert_dir), str(tmp_path / "other")])
+    assert res.exit_code == 1 and "--onnx" in res.output
+    res = runner.invoke(app, ["ask", str(out), "Who keeps the lighthouse?", "--context", "Marta Ilves keeps the lighthouse.", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "answer" in json.loads(res.output[res.output.index("{") :])
+
+
+def test_backend_option_reaches_evaluate_and_predict(tiny_bert_dir, bert_onnx, sample_dev, tmp_path):
+    want = evaluate(str(tiny_bert_dir), sample_dev, device="cpu").metrics
+    got = evaluate(str(bert_onnx), sample_dev).metrics
+    assert got["exact"] == want["exact"] and got["f1"] == pytest.approx(want["f1"], abs=1e-9)
+    with pytest.raises(ModelError, match="no model.onnx"):
+        evaluate(str(tiny_bert_dir), sample_dev, backend="onnx")
+    res = runner.invoke(app, ["evaluate", "-m", str(bert_onnx), "-d", str(sample_dev), "-o", str(tmp_path / "eval"), "--backend", "onnx"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["exact"] == want["exact"]
+    res = runner.invoke(app, ["predict", str(bert_onnx), str(sample_dev), "--out", str(tmp_path / "p.jsonl"), "--backend", "onnx"])
+    assert res.exit_code == 0, res.output
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == len(load_examples(sample_dev))
+
+
+def test_onnx_backend_on_a_pytorch_folder_is_a_clear_error(tiny_bert_dir):
+    with pytest.raises(ModelError, match="no model.onnx.*spanqa export"):
+        Reader.from_pretrained(tiny_bert_dir, backend="onnx")
+    res = runner.invoke(app, ["ask", str(tiny_bert_dir), "Who?", "--context", "Marta.", "--backend", "onnx"])
+    assert res.exit_code == 1 and "error:" in res.output and "no model.onnx" in res.output and "Traceback" not in res.output
+    with pytest.raises(ConfigError, match="unknown backend 'onxx'.*did you mean 'onnx'"):
+        Reader.from_pretrained(tiny_bert_dir, backend="onxx")  # type: ignore[arg-type]
+
+
+def test_torch_backend_on_an_onnx_folder_and_dtype_for_onnx_are_clear_errors(bert_onnx):
+    with pytest.raises(ModelError, match="no PyTorch weights"):
+        Reader.from_pretrained(bert_onnx, backend="torch")
+    with pytest.raises(ConfigError, match="dtype 'bf16' applies to the torch backend"):
+        Reader.from_pretrained(bert_onnx, dtype="bf16")
+
+
+def test_missing_onnxruntime_says_how_to_install(tiny_bert_dir, bert_onnx, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
+    with pytest.raises(ModelError, match=r"pip install 'spanqa\[onnx\]'"):
+        Reader.from_pretrained(bert_onnx)
+    with pytest.raises(ModelError, match=r"pip install 'spanqa\[onnx\]'"):
+        export_onnx(tiny_bert_dir, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_torch_backend_precisions(tiny_bert_dir, dev_examples):
+    fp32 = Reader.from_pretrained(tiny_bert_dir, device="cpu")
+    assert fp32.backend.dtype == "fp32"  # the CPU default
+    bf16 = Reader.from_pretrained(tiny_bert_dir, device="cpu", dtype="bf16")
+    features = fp32.features(dev_examples[:8])
+    want, _, _ = _all_logits(fp32, features, 8)
+    got, _, _ = _all_logits(bf16, features, 8)
+    differences = [np.abs(got[row] - want[row]).max() for row in want]
+    assert 0 < max(differences) < 0.05  # autocast is on (not bit-identical) and bf16 keeps ~3 significant digits
+    with pytest.raises(ConfigError, match="unknown dtype 'bf61'"):
+        Reader.from_pretrained(tiny_bert_dir, dtype="bf61")  # type: ignore[arg-type]
