@@ -1,0 +1,70 @@
+"""The inference bench scripts run end to end on a tiny model; their figures are for people, not asserted."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(BENCH / script), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def assert_machine_first(stdout: str) -> None:
+    assert stdout.startswith("CPU:") and "\nGPU:" in stdout, stdout[:500]
+
+
+def test_decode_speed_on_a_model_logits(tiny_bert_dir, sample_dev):
+    proc = run("decode_speed.py", "--model", tiny_bert_dir, "--data", sample_dev, "--questions", "12", "--repeat", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert_machine_first(out)
+    assert "12 questions" in out
+    assert re.search(r"windows: (\d+) from the recipe \(padded to 384\) and \1 from spanqa .*: the same windows", out), out
+    assert f"logits: model {tiny_bert_dir}" in out
+    assert re.search(r"^recipe \(notebook n-best loop, as written\): .* questions/s", out, re.M), out
+    assert re.search(r"^recipe over datasets.Dataset rows .*: .* questions/s .*the same texts as over lists", out, re.M), out
+    assert re.search(r"^spanqa decode: .* questions/s", out, re.M), out
+    assert re.search(r"^ratio spanqa / recipe \(questions/s\): [\d.]+x", out, re.M), out
+    assert re.search(r"^identical predicted texts: \d+ of 12", out, re.M), out
+    assert "UNEXPLAINED" not in out, out
+
+
+def test_decode_speed_on_random_logits(tiny_bert_dir, sample_dev):
+    proc = run("decode_speed.py", "--tokenizer", tiny_bert_dir, "--data", sample_dev, "--seed", "3", "--repeat", "2", "--max-length", "128", "--stride", "32")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert_machine_first(out)
+    assert "41 questions" in out and "windows 128/32" in out
+    assert "logits: random normal, seed 3" in out
+    assert re.search(r"^identical predicted texts: \d+ of 41", out, re.M), out
+    assert "UNEXPLAINED" not in out, out
+    if "differing questions" in out:  # each difference is listed with its cause
+        assert "differences by cause:" in out
+
+
+def test_decode_speed_without_data_says_so(tmp_path):
+    proc = run("decode_speed.py", "--data", tmp_path / "missing.json")
+    assert proc.returncode != 0
+    assert "missing.json not found" in proc.stderr
+
+
+def test_eval_memory_measures_both_runs(tiny_bert_dir, sample_dev):
+    proc = run("eval_memory.py", "--model", tiny_bert_dir, "--data", sample_dev, "--questions", "6", "--max-length", "256")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert_machine_first(out)
+    assert "1x = 6 questions, 10x = 60 questions" in out
+    assert re.search(r"^1x \(6 questions\): peak RSS [\d.]+ MiB, wall [\d.]+ s", out, re.M), out
+    assert re.search(r"^10x \(60 questions\): peak RSS [\d.]+ MiB, wall [\d.]+ s", out, re.M), out
+    assert re.search(r"^peak RSS 10x / 1x: [\d.]+", out, re.M), out
+
+
+def test_eval_memory_without_data_says_so(tmp_path):
+    proc = run("eval_memory.py", "--data", tmp_path / "missing.json")
+    assert proc.returncode != 0
+    assert "missing.json not found" in proc.stderr
