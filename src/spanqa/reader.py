@@ -20,6 +20,7 @@ from .backends import Backend, BackendName, OnnxBackend, Precision, TorchBackend
 from .config import SpanQAConfig
 from .data import QAExample
 from .decode import DecodeConfig, ExamplePrediction, Span, SpanDecoder, abstains, normalize_scores
+from .devices import release_freed_memory
 from .errors import ConfigError, DataError
 from .features import Features, WindowConfig, build_features
 from .models import load_qa_model, load_tokenizer, resolve_model
@@ -257,6 +258,7 @@ class Reader:
         for lo in range(0, len(examples), chunk_size):
             chunk = examples[lo : lo + chunk_size]
             out.extend(self._decode(chunk, config))
+            release_freed_memory()
             bar.update(len(chunk))
         bar.close()
         return out
