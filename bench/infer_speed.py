@@ -7,7 +7,7 @@ same questions with the same model and the same 384/128 windows, and is timed as
 * recipe: the Hugging Face notebook (``bench/reference_recipe.py``): windows padded to 384,
   batches of 32 through the PyTorch model, the n-best double loop;
 * spanqa torch: ``Reader`` with the PyTorch backend (length-sorted batches padded per batch,
-  the vectorised decoder);
+  the vectorised decoder); ``--arms ...,torch-bf16`` adds the same under bf16 autocast (``--dtype bf16``);
 * spanqa onnx / onnx-int8: the same Reader on ``spanqa export --onnx [--int8]`` folders
   (export time not counted).
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import reference_recipe  # noqa: E402  (the notebook recipe and the official v1.1 scoring)
 from train_speed import XQUAD_EN, machine  # noqa: E402
 
-ARMS = ("recipe", "torch", "onnx", "onnx-int8")
+ARMS = ("recipe", "torch", "torch-bf16", "onnx", "onnx-int8")
 
 
 @dataclass
@@ -79,11 +79,11 @@ def run_recipe(model: str, examples: list[Any], batch_size: int, max_length: int
     return Result("recipe", seconds, len(rows), {qid: p["text"] for qid, p in predicted.items()})
 
 
-def run_reader(arm: str, folder: str, examples: list[Any], batch_size: int, backend: str) -> Result:
+def run_reader(arm: str, folder: str, examples: list[Any], batch_size: int, backend: str, dtype: str | None = None) -> Result:
     """spanqa's Reader, examples to answers, on one backend."""
     from spanqa import Reader
 
-    reader = Reader.from_pretrained(folder, backend=backend, batch_size=batch_size)
+    reader = Reader.from_pretrained(folder, backend=backend, batch_size=batch_size, dtype=dtype)
     reader.predict_examples(examples[:8])  # load lazily-built state (and the ONNX session) outside the timing
     started = time.perf_counter()
     predictions = reader.predict_examples(examples)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="A QA model folder (fine-tuned, e.g. by spanqa train on XQuAD-en articles 1-36).")
     parser.add_argument("--data", type=Path, default=XQUAD_EN, help="Questions with gold answers (default: all of XQuAD-en).")
     parser.add_argument("--questions", type=int, default=0, help="Use the first N questions (0: all).")
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"Comma-separated, from {', '.join(ARMS)}.")
+    parser.add_argument("--arms", default="recipe,torch,onnx,onnx-int8", help=f"Comma-separated, from {', '.join(ARMS)}.")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--stride", type=int, default=128)
@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         for arm in arms:
             if arm == "recipe":
                 results.append(run_recipe(args.model, examples, args.batch_size, args.max_length, args.stride))
-            elif arm == "torch":
-                results.append(run_reader(arm, args.model, examples, args.batch_size, "torch"))
+            elif arm in ("torch", "torch-bf16"):
+                results.append(run_reader(arm, args.model, examples, args.batch_size, "torch", "bf16" if arm == "torch-bf16" else None))
             else:
                 from spanqa.export import export_onnx
 
