@@ -86,7 +86,7 @@ def release_freed_memory() -> None:
     every batch; glibc serves them from its heap and keeps what is freed, so a long
     evaluation's resident memory grew with the data (bench/eval_memory.py: 750 -> 1,120 MiB
     from 300 to 3,000 questions; 1.06x with glibc's mmap threshold lowered). Trimming
-    between chunks of questions keeps the peak flat at a negligible cost.
+    after each batch keeps the peak flat at a negligible cost.
     """
     import ctypes
     import ctypes.util

@@ -258,7 +258,6 @@ class Reader:
         for lo in range(0, len(examples), chunk_size):
             chunk = examples[lo : lo + chunk_size]
             out.extend(self._decode(chunk, config))
-            release_freed_memory()
             bar.update(len(chunk))
         bar.close()
         return out
@@ -331,6 +330,7 @@ class Reader:
         decoder = SpanDecoder(examples, features, config, max_answer_lengths=max_answer_lengths)
         for rows, start, end in self.logits(features):
             decoder.add(rows, start, end)
+            release_freed_memory()  # each batch has its own length: keep the heap from fragmenting
         return decoder.finalize()
 
     def _rank(self, request: QARequest, documents: list[tuple[int, ExamplePrediction]]) -> ReaderResult:
