@@ -260,3 +260,12 @@ def test_serve_settings_from_the_command_line_and_environment(monkeypatch):
     assert res.exit_code == 1 and "did you mean 'max_batch'" in res.output
     res = runner.invoke(app, ["serve", "--list-settings"])
     assert res.exit_code == 0 and "SPANQA_SERVE_MAX_BATCH" in res.output
+
+
+def test_null_on_the_command_line_means_none_and_beats_the_file(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("attention_dropout: 0.1\nsave_total_limit: 3\n")
+    _, args = parse_train_args(["--config", str(config)])
+    assert (args.attention_dropout, args.save_total_limit) == (0.1, 3)
+    _, args = parse_train_args(["--config", str(config), "--attention_dropout", "null", "--save_total_limit=None"])
+    assert (args.attention_dropout, args.save_total_limit) == (None, None)

@@ -300,7 +300,7 @@ def parse_train_args(argv: Sequence[str]) -> tuple[TrainDataArguments, SpanQATra
     Args:
         argv: Command-line tokens after ``spanqa train``.
     """
-    argv = list(argv)
+    argv, cli_nulls = _split_nulls(list(argv))
     file_argv: list[str] = []
     nulls: list[str] = []
     for i, token in enumerate(argv):
@@ -308,7 +308,43 @@ def parse_train_args(argv: Sequence[str]) -> tuple[TrainDataArguments, SpanQATra
             file_argv, nulls = settings_to_argv(load_config_file(argv[i + 1]))
         elif token.startswith("--config="):
             file_argv, nulls = settings_to_argv(load_config_file(token.split("=", 1)[1]))
-    return _parse(train_parser(), file_argv + argv, nulls)
+    parser = train_parser()
+    data, args = _parse(parser, file_argv + argv, nulls + cli_nulls)
+    # `--name null` on the command line beats the file and the defaults (set_defaults alone would lose to the file).
+    options = parser._option_string_actions
+    dests = {options[o].dest for o in cli_nulls if o in options}
+    data_names = {f.name for f in fields(TrainDataArguments)}
+    none: dict[str, Any] = dict.fromkeys(dests)
+    if dests & data_names:
+        data = replace(data, **{k: v for k, v in none.items() if k in data_names})
+    if dests - data_names:
+        try:
+            args = replace(args, **{k: v for k, v in none.items() if k not in data_names})
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"invalid training settings: {str(err).strip().splitlines()[0]}") from None
+    return data, args
+
+
+_NULL_WORDS = frozenset({"null", "none", "~"})
+
+
+def _split_nulls(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Take ``--name null`` / ``--name=None`` out of ``argv``: no parser type reads them, they mean None."""
+    kept: list[str] = []
+    nulls: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        name, eq, value = token.partition("=")
+        if token.startswith("--") and eq and value.lower() in _NULL_WORDS:
+            nulls.append(name)
+        elif token.startswith("--") and not eq and i + 1 < len(argv) and argv[i + 1].lower() in _NULL_WORDS:
+            nulls.append(token)
+            i += 1
+        else:
+            kept.append(token)
+        i += 1
+    return kept, nulls
 
 
 def build_training_arguments(settings: Mapping[str, Any], base: SpanQATrainingArguments | None = None) -> SpanQATrainingArguments:
