@@ -253,31 +253,33 @@ class SpanDecoder:
 
     def _finalize_one(self, example: QAExample, pending: _Pending) -> ExamplePrediction:
         order: Sequence[int] = np.argsort(-np.asarray(pending.scores), kind="stable").tolist() if pending.scores else []
-        spans: list[Span] = []
+        kept: list[tuple[int, int, int]] = []  # (start, end, pending index): distinct, non-empty, best first
         seen: set[tuple[int, int]] = set()
         for j in order:
             start, end = _tidy(example.context, pending.starts[j], pending.ends[j])
             if (start, end) in seen or end <= start:
                 continue
             seen.add((start, end))
-            spans.append(
-                Span(
-                    text=example.context[start:end],
-                    start=start,
-                    end=end,
-                    logit=pending.scores[j],
-                    start_logit=pending.start_logits[j],
-                    end_logit=pending.end_logits[j],
-                    window=pending.windows[j],
-                )
-            )
-            if len(spans) == self.config.n_best:
+            kept.append((start, end, j))
+            if len(kept) == self.config.n_best:
                 break
         null_score = pending.null_score if np.isfinite(pending.null_score) else -np.inf
-        best_score = spans[0].logit if spans else -np.inf
+        best_score = pending.scores[kept[0][2]] if kept else -np.inf
         # Probabilities over this example's candidates and the null answer: comparable across windows.
-        probs = normalize_scores([s.logit for s in spans] + ([null_score] if self.config.allow_impossible else []))
-        spans = [replace(s, score=float(probs[i])) for i, s in enumerate(spans)]
+        probs = normalize_scores([pending.scores[j] for _, _, j in kept] + ([null_score] if self.config.allow_impossible else []))
+        spans = [
+            Span(
+                text=example.context[start:end],
+                start=start,
+                end=end,
+                logit=pending.scores[j],
+                start_logit=pending.start_logits[j],
+                end_logit=pending.end_logits[j],
+                score=float(probs[i]),
+                window=pending.windows[j],
+            )
+            for i, (start, end, j) in enumerate(kept)
+        ]
         no_answer_probability = float(probs[-1]) if self.config.allow_impossible and probs.size else 0.0
         if not spans:
             text = ""
