@@ -14,14 +14,13 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
 
 import numpy as np
 
-from .devices import attention_kernels
+from .devices import attention_kernels, usable_cores
 from .errors import ConfigError, ModelError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -178,14 +177,6 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def _cpu_cores() -> int:
-    """Cores this process may run on (the affinity mask, which containers and taskset narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
-
-
 class OnnxBackend:
     """An exported ``model.onnx`` (see :func:`spanqa.export.export_onnx`) run by ONNX Runtime.
 
@@ -206,7 +197,7 @@ class OnnxBackend:
         self._device = _onnx_device(device)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or _cpu_cores()
+        options.intra_op_num_threads = threads or usable_cores()
         try:
             self.session = ort.InferenceSession(str(file), options, providers=_providers(ort, self._device))
         except Exception as err:  # onnxruntime raises its own exception types for unreadable or invalid models

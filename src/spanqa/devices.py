@@ -14,11 +14,13 @@ Measured, not guessed (figures in ``bench/train_speed.py``'s output and the READ
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-__all__ = ["cpu_has_fast_bf16", "auto_mixed_precision", "attention_kernels", "pad_multiple", "release_freed_memory"]
+__all__ = ["cpu_has_fast_bf16", "auto_mixed_precision", "attention_kernels", "pad_multiple", "release_freed_memory", "usable_cores"]
 
 Precision = Literal["bf16", "fp16"]
 
@@ -79,6 +81,29 @@ def pad_multiple(device: Any) -> int | None:
     return None if _device_type(device) == "cpu" else 8
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (which containers and ``taskset`` narrow), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+@functools.cache
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once (``find_library`` runs ``ldconfig``); None elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
+        return None
+    return trim
+
+
 def release_freed_memory() -> None:
     """Hand memory freed by the last chunk back to the operating system (glibc only; elsewhere a no-op).
 
@@ -88,14 +113,6 @@ def release_freed_memory() -> None:
     from 300 to 3,000 questions; 1.06x with glibc's mmap threshold lowered). Trimming
     after each batch keeps the peak flat at a negligible cost.
     """
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
-        pass
+    trim = _libc_malloc_trim()
+    if trim is not None:
+        trim(0)

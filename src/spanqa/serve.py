@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from .devices import usable_cores
 from .errors import ConfigError, DataError, SpanQAError, did_you_mean
 from .reader import QARequest, Reader, ReaderResult
 
@@ -200,14 +201,6 @@ def serve_settings(**overrides: Any) -> ServeSettings:
         if key.upper().startswith(ENV_PREFIX) and key.upper() not in known:
             raise ConfigError(f"{key}: unknown setting{did_you_mean(key.upper(), sorted(known))}; the settings are {', '.join(sorted(known))}")
     return ServeSettings(**values)
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on: its affinity mask (which containers and ``taskset`` narrow), else ``os.cpu_count()``."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def resolve_threads(settings: ServeSettings) -> int:
