@@ -357,9 +357,7 @@ def _body(
     if isinstance(default, Mapping):
         # The headline scores use a threshold chosen on the very data they are
         # measured on, which flatters them; say so, and give the untuned scores.
-        default_exact = default.get("exact", default.get("exact_match"))
-        scores = [(label, _plain_number(value)) for label, value in (("EM", default_exact), ("F1", default.get("f1")))]
-        at_default = ", ".join(f"{label} {number:.2f}" for label, number in scores if number is not None)
+        at_default = _headline(default)
         default_threshold = _plain_number(default.get("null_threshold"))
         lines += [
             "",
