@@ -18,7 +18,7 @@ from typing import Any, Literal, NoReturn
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from .config import DEFAULTS
+from .config import DEFAULTS, SpanQAConfig
 from .devices import auto_mixed_precision
 from .errors import ConfigError, did_you_mean
 from .features import WindowConfig
@@ -162,9 +162,24 @@ class SpanQATrainingArguments(TrainingArguments):
             self.load_best_model_at_end = False
         super().__post_init__()
 
+    def spanqa_config(self, **settings: Any) -> SpanQAConfig:
+        """The window and decoding settings of these arguments as ``spanqa.json`` holds them, validated.
+
+        Args:
+            **settings: Other :class:`SpanQAConfig` fields (``version_2``, ``data_fingerprint``).
+        """
+        return SpanQAConfig(
+            max_length=self.max_length,
+            stride=self.stride,
+            max_question_tokens=self.max_question_tokens,
+            max_answer_length=self.max_answer_length,
+            n_best=self.n_best,
+            **settings,
+        ).updated()
+
     @property
     def window(self) -> WindowConfig:
-        return WindowConfig(self.max_length, self.stride, self.max_question_tokens)
+        return self.spanqa_config().window
 
 
 SPANQA_FIELDS = frozenset(f.name for f in fields(SpanQATrainingArguments)) - frozenset(f.name for f in fields(TrainingArguments))

@@ -217,8 +217,7 @@ def train(
         Where the model went, its metrics and settings, and the training history.
     """
     args = build_training_arguments(training_settings, base=args) if training_settings or args is None else args
-    window = args.window  # validates max_length / stride before anything is loaded
-    DecodeConfig(n_best=args.n_best, max_answer_length=args.max_answer_length)
+    window = args.spanqa_config().window  # validates the window and decoding settings before anything is loaded
     output_dir = Path(args.output_dir or "spanqa-model")
     push = args.push_to_hub
     if push:
@@ -260,15 +259,7 @@ def train(
         raise ConfigError(f"{train_set.source}: no answerable questions to train on")
     cache_dir = default_cache_dir() if args.cache_features else None
     train_features = cached_features(train_examples, tokenizer, window, cache_dir)
-    spanqa_config = SpanQAConfig(
-        max_length=args.max_length,
-        stride=args.stride,
-        max_question_tokens=args.max_question_tokens,
-        max_answer_length=args.max_answer_length,
-        n_best=args.n_best,
-        version_2=version_2,
-        data_fingerprint=train_set.fingerprint(),
-    )
+    spanqa_config = args.spanqa_config(version_2=version_2, data_fingerprint=train_set.fingerprint())
     decode_config = spanqa_config.decode_config()
 
     evaluator = None
