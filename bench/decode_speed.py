@@ -45,10 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import reference_recipe  # noqa: E402  (the notebook recipe)
-from train_speed import machine  # noqa: E402  (the machine, printed first)
-
-XQUAD_EN = ROOT.parent / "shared" / "data" / "xquad" / "xquad.en.json"
-
+from train_speed import data_file, machine  # noqa: E402  (the machine, printed first; the default data)
 
 # --------------------------------------------------------------------------- windows
 
@@ -194,10 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
-    data = args.data or XQUAD_EN
-    if not data.exists():
-        raise SystemExit(f"error: {data} not found; give --data FILE (a SQuAD-style JSON)" if args.data else
-                         f"error: XQuAD-en not found at {data} (shared data beside the repository); give --data FILE")
+    data = data_file(args.data)
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -33,9 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from train_speed import machine  # noqa: E402  (the machine, printed first)
+from train_speed import data_file, machine  # noqa: E402  (the machine, printed first; the default data)
 
-XQUAD_EN = ROOT.parent / "shared" / "data" / "xquad" / "xquad.en.json"
 COPIES = 10
 
 # The helper: runs one command, waits for it, reports its peak RSS (KiB on Linux) and wall time.
@@ -85,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.questions < 0:
         parser.error("--questions must be >= 0")
-    data = args.data or XQUAD_EN
-    if not data.exists():
-        raise SystemExit(f"error: {data} not found; give --data FILE (a SQuAD-style JSON)" if args.data else
-                         f"error: XQuAD-en not found at {data} (shared data beside the repository); give --data FILE")
+    data = data_file(args.data)
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import reference_recipe  # noqa: E402  (the notebook recipe and the official v1.1 scoring)
-from train_speed import XQUAD_EN, machine  # noqa: E402
+from train_speed import XQUAD_EN, data_file, machine  # noqa: E402
 
 ARMS = ("recipe", "torch", "torch-bf16", "onnx", "onnx-int8")
 
@@ -103,7 +103,7 @@ def scores(examples: list[Any], answers: dict[str, str]) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="A QA model folder (fine-tuned, e.g. by spanqa train on XQuAD-en articles 1-36).")
-    parser.add_argument("--data", type=Path, default=XQUAD_EN, help="Questions with gold answers (default: all of XQuAD-en).")
+    parser.add_argument("--data", type=Path, default=None, help="Questions with gold answers (default: all of XQuAD-en).")
     parser.add_argument("--questions", type=int, default=0, help="Use the first N questions (0: all).")
     parser.add_argument("--arms", default="recipe,torch,onnx,onnx-int8", help=f"Comma-separated, from {', '.join(ARMS)}.")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -114,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     if any(a not in ARMS for a in arms):
         parser.error(f"--arms: choose from {', '.join(ARMS)}")
-    if not args.data.exists():
-        parser.error(f"{args.data} not found (XQuAD-en sits in ../shared/data); give --data")
+    args.data = data_file(args.data)
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -86,6 +86,17 @@ def subset(path: Path, questions: int, out: Path, seed: int) -> Path:
     return out
 
 
+def data_file(given: Path | None) -> Path:
+    """``given``, else XQuAD-en from ../shared/data; exits with a clear message when the file is missing."""
+    path = given or XQUAD_EN
+    if not path.exists():
+        raise SystemExit(
+            f"error: {path} not found; give --data FILE (a SQuAD-style JSON)" if given
+            else f"error: XQuAD-en not found at {path} (shared data beside the repository); give --data FILE"
+        )
+    return path
+
+
 def xquad_split(workdir: Path) -> tuple[Path, Path]:
     """XQuAD-en articles 1-36 (train) and 37-48 (eval), the README's split."""
     from spanqa.data import load_examples, save_examples, split_by_title
