@@ -292,9 +292,7 @@ def settings_to_argv(settings: Mapping[str, Any]) -> tuple[list[str], list[str]]
 
 def _parse(parser: HfArgumentParser, argv: Sequence[str], nulls: Sequence[str] = ()) -> tuple[TrainDataArguments, SpanQATrainingArguments]:
     options = parser._option_string_actions
-    for option in nulls:
-        if option in options:
-            parser.set_defaults(**{options[option].dest: None})
+    parser.set_defaults(**dict.fromkeys(_dests(parser, nulls)))
     try:
         data, args, rest = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
     except (ValueError, TypeError) as err:
@@ -326,18 +324,25 @@ def parse_train_args(argv: Sequence[str]) -> tuple[TrainDataArguments, SpanQATra
     parser = train_parser()
     data, args = _parse(parser, file_argv + argv, nulls + cli_nulls)
     # `--name null` on the command line beats the file and the defaults (set_defaults alone would lose to the file).
-    options = parser._option_string_actions
-    dests = {options[o].dest for o in cli_nulls if o in options}
-    data_names = {f.name for f in fields(TrainDataArguments)}
+    dests = _dests(parser, cli_nulls)
     none: dict[str, Any] = dict.fromkeys(dests)
-    if dests & data_names:
-        data = replace(data, **{k: v for k, v in none.items() if k in data_names})
-    if dests - data_names:
+    if dests & _DATA_FIELDS:
+        data = replace(data, **{k: v for k, v in none.items() if k in _DATA_FIELDS})
+    if dests - _DATA_FIELDS:
         try:
-            args = replace(args, **{k: v for k, v in none.items() if k not in data_names})
+            args = replace(args, **{k: v for k, v in none.items() if k not in _DATA_FIELDS})
         except (ValueError, TypeError) as err:
             raise ConfigError(f"invalid training settings: {str(err).strip().splitlines()[0]}") from None
     return data, args
+
+
+_DATA_FIELDS = frozenset(f.name for f in fields(TrainDataArguments))
+
+
+def _dests(parser: HfArgumentParser, options: Sequence[str]) -> set[str]:
+    """The fields that these option strings set, aliases resolved (unknown ones are left out)."""
+    actions = parser._option_string_actions
+    return {actions[o].dest for o in options if o in actions}
 
 
 _NULL_WORDS = frozenset({"null", "none", "~"})
@@ -372,10 +377,8 @@ def build_training_arguments(settings: Mapping[str, Any], base: SpanQATrainingAr
     parser = train_parser()
     argv, nulls = settings_to_argv(settings)
     data, args = _parse(parser, argv, nulls)
-    data_fields = {f"--{f.name}" for f in fields(TrainDataArguments)}
-    options = parser._option_string_actions
-    given = {options[o].dest for o in [t for t in argv if t.startswith("--")] + list(nulls) if o in options}
-    misplaced = sorted(d for d in given if f"--{d}" in data_fields)
+    given = _dests(parser, [t for t in argv if t.startswith("--")] + nulls)
+    misplaced = sorted(given & _DATA_FIELDS)
     if misplaced:
         raise ConfigError(f"{misplaced[0]!r} is a parameter of train(), not a training argument")
     if base is None:
