@@ -94,16 +94,6 @@ logger = logging.getLogger(__name__)
 MiB = 1024 * 1024
 ENV_PREFIX = "SPANQA_SERVE_"
 
-_POSITIVE_INTS = ("max_body_bytes", "max_context_chars", "max_batch", "max_documents", "max_top_k", "max_answer_length",
-                  "max_batch_items", "max_queue_items", "workers")
-_REQUIREMENTS = {
-    **{name: "a positive integer" for name in _POSITIVE_INTS},
-    "threads": "a positive integer or 'auto'",
-    "request_timeout_s": "a finite number of seconds > 0",
-    "max_wait_ms": "a finite number of milliseconds >= 0",
-}
-
-
 class ServeSettings(BaseSettings):
     """Limits, micro-batching and parallelism of the HTTP server.
 
@@ -149,7 +139,7 @@ class ServeSettings(BaseSettings):
         except SettingsError as err:  # pragma: no cover - only complex fields are parsed by pydantic-settings itself
             raise ConfigError(str(err).splitlines()[0]) from None
 
-    @field_validator(*_POSITIVE_INTS, "threads", "request_timeout_s", "max_wait_ms", mode="before")
+    @field_validator("*", mode="before")  # every setting is a number
     @classmethod
     def _no_bools(cls, value: Any) -> Any:
         if isinstance(value, bool):
@@ -162,6 +152,15 @@ class ServeSettings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in ("", "auto"):
             return None
         return value
+
+
+# What each setting must be, for error messages: every plain int setting is declared with gt=0.
+_REQUIREMENTS = {
+    **{name: "a positive integer" for name, info in ServeSettings.model_fields.items() if info.annotation is int},
+    "threads": "a positive integer or 'auto'",
+    "request_timeout_s": "a finite number of seconds > 0",
+    "max_wait_ms": "a finite number of milliseconds >= 0",
+}
 
 
 def _settings_error(err: ValidationError, explicit: set[str]) -> str:
