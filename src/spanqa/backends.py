@@ -16,11 +16,11 @@ import inspect
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtime_checkable
 
 import numpy as np
 
-from .devices import attention_kernels, usable_cores
+from .devices import attention_kernels, cuda_has_bf16, usable_cores
 from .errors import ConfigError, ModelError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,8 +42,8 @@ __all__ = [
 
 BackendName = Literal["auto", "torch", "onnx"]
 Precision = Literal["bf16", "fp16", "fp32"]
-BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx")
-PRECISIONS: tuple[str, ...] = ("bf16", "fp16", "fp32")
+BACKENDS: tuple[str, ...] = get_args(BackendName)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 ONNX_FILE = "model.onnx"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -98,11 +98,7 @@ def default_precision(device: torch.device) -> Precision:
     Args:
         device: The device the model runs on.
     """
-    import torch
-
-    if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
-        return "bf16"
-    return "fp32"
+    return "bf16" if device.type == "cuda" and cuda_has_bf16() else "fp32"
 
 
 def check_precision(dtype: str | None) -> Precision | None:

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-__all__ = ["cpu_has_fast_bf16", "auto_mixed_precision", "attention_kernels", "pad_multiple", "release_freed_memory", "usable_cores"]
+__all__ = ["cpu_has_fast_bf16", "cuda_has_bf16", "auto_mixed_precision", "attention_kernels", "pad_multiple", "release_freed_memory", "usable_cores"]
 
 Precision = Literal["bf16", "fp16"]
 
@@ -31,6 +31,13 @@ def cpu_has_fast_bf16() -> bool:
 
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def cuda_has_bf16() -> bool:
+    """Whether the CUDA GPU computes bf16 natively (Ampere and later), not by emulation."""
+    import torch
+
+    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
 
 
 def auto_mixed_precision(use_cpu: bool) -> Precision | None:
@@ -47,7 +54,7 @@ def auto_mixed_precision(use_cpu: bool) -> Precision | None:
         return "bf16" if cpu_has_fast_bf16() else None
     if torch.cuda.is_available():
         # Ampere and later compute bf16 natively; older GPUs have fp16 tensor cores only (with loss scaling).
-        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+        return "bf16" if cuda_has_bf16() else "fp16"
     return None  # MPS, XPU, ...: not measured, so left in fp32
 
 
