@@ -20,7 +20,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .config import DEFAULTS, SpanQAConfig
 from .devices import auto_mixed_precision
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, did_you_mean, first_line
 from .features import WindowConfig
 from .models import DEFAULT_MODEL
 
@@ -226,7 +226,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
             data = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 - BaseLoader builds only str/list/dict
     except Exception as err:  # yaml and json raise different types
-        raise ConfigError(f"{path}: cannot parse ({str(err).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: cannot parse ({first_line(err)})") from None
     if data is None or data == "":
         return {}
     if not isinstance(data, dict):
@@ -296,7 +296,7 @@ def _parse(parser: HfArgumentParser, argv: Sequence[str], nulls: Sequence[str] =
     try:
         data, args, rest = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"invalid training settings: {str(err).strip().splitlines()[0]}") from None
+        raise _invalid_settings(err) from None
     unknown = [token for token in [*rest, *(n for n in nulls if n not in options)] if token.startswith("-")]
     if unknown:
         name = unknown[0].split("=", 1)[0]
@@ -332,8 +332,13 @@ def parse_train_args(argv: Sequence[str]) -> tuple[TrainDataArguments, SpanQATra
         try:
             args = replace(args, **{k: v for k, v in none.items() if k not in _DATA_FIELDS})
         except (ValueError, TypeError) as err:
-            raise ConfigError(f"invalid training settings: {str(err).strip().splitlines()[0]}") from None
+            raise _invalid_settings(err) from None
     return data, args
+
+
+def _invalid_settings(err: Exception) -> ConfigError:
+    """What TrainingArguments' own checks (ValueError, TypeError) said, as one line."""
+    return ConfigError(f"invalid training settings: {first_line(err)}")
 
 
 _DATA_FIELDS = frozenset(f.name for f in fields(TrainDataArguments))
@@ -386,4 +391,4 @@ def build_training_arguments(settings: Mapping[str, Any], base: SpanQATrainingAr
     try:
         return replace(base, **{dest: getattr(args, dest) for dest in given})
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"invalid training settings: {str(err).strip().splitlines()[0]}") from None
+        raise _invalid_settings(err) from None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtim
 import numpy as np
 
 from .devices import attention_kernels, cuda_has_bf16, usable_cores
-from .errors import ConfigError, ModelError, did_you_mean
+from .errors import ConfigError, ModelError, did_you_mean, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -197,8 +197,7 @@ class OnnxBackend:
         try:
             self.session = ort.InferenceSession(str(file), options, providers=_providers(ort, self._device))
         except Exception as err:  # onnxruntime raises its own exception types for unreadable or invalid models
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelError(f"{file}: ONNX Runtime cannot load it: {first}") from None
+            raise ModelError(f"{file}: ONNX Runtime cannot load it: {first_line(err)}") from None
         declared = [i.name for i in self.session.get_inputs()]
         unknown = [name for name in declared if name not in MODEL_INPUTS]
         if unknown:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from .errors import DataError, did_you_mean
+from .errors import DataError, did_you_mean, first_line
 from .io import atomic_open, write_json
 
 __all__ = [
@@ -336,7 +336,7 @@ def _read_file(path: Path, mapping: ColumnMapping, require_answers: bool = True)
         try:
             frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-            raise DataError(f"{path}: cannot parse as {suffix[1:].upper()} ({str(err).splitlines()[0]})") from None
+            raise DataError(f"{path}: cannot parse as {suffix[1:].upper()} ({first_line(err)})") from None
         return _flat_rows(frame.to_dict("records"), path, mapping, require_answers), None
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["SpanQAError", "DataError", "ConfigError", "ModelError", "did_you_mean"]
+__all__ = ["SpanQAError", "DataError", "ConfigError", "ModelError", "did_you_mean", "first_line"]
 
 
 class SpanQAError(Exception):
@@ -33,3 +33,13 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ' (did you mean ...?)' hint for a misspelt name, or ''."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (libraries raise pages), or its type's name when it has none.
+
+    Args:
+        err: The exception.
+    """
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backends import MODEL_INPUTS, ONNX_FILE, ONNX_INSTALL_HINT, import_onnxruntime
 from .config import SpanQAConfig
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, ModelError, first_line
 from .models import load_qa_model, load_tokenizer, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -198,13 +198,8 @@ def _export_graph(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pa
                 dynamo=False,
             )
     except Exception as err:  # the exporters raise many types; the user needs the first line, the chain keeps the rest
-        raise ModelError(f"cannot export {type(model).__name__} to ONNX: {_first_line(err)}") from err
+        raise ModelError(f"cannot export {type(model).__name__} to ONNX: {first_line(err)}") from err
     return path
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _config_value(config: PretrainedConfig, *keys: str) -> int:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ModelError, did_you_mean
+from .errors import ModelError, did_you_mean, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -49,7 +49,7 @@ def resolve_model(name: str | os.PathLike[str], require_config: bool = True) -> 
 
 
 def _offline_hint(name: str, err: Exception) -> ModelError:
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    first = first_line(err)
     aliases = ", ".join(sorted(MODEL_ALIASES))
     return ModelError(f"cannot load model {name!r}: {first} (embedded aliases: {aliases}){did_you_mean(name, MODEL_ALIASES)}")
 

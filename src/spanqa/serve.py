@@ -61,7 +61,7 @@ from importlib import resources
 from typing import Any
 
 from .devices import usable_cores
-from .errors import ConfigError, DataError, SpanQAError, did_you_mean
+from .errors import ConfigError, DataError, SpanQAError, did_you_mean, first_line
 from .reader import QARequest, Reader, ReaderResult
 
 
@@ -137,7 +137,7 @@ class ServeSettings(BaseSettings):
         except ValidationError as err:
             raise ConfigError(_settings_error(err, explicit=set(values))) from None
         except SettingsError as err:  # pragma: no cover - only complex fields are parsed by pydantic-settings itself
-            raise ConfigError(str(err).splitlines()[0]) from None
+            raise ConfigError(first_line(err)) from None
 
     @field_validator("*", mode="before")  # every setting is a number
     @classmethod
