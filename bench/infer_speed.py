@@ -7,7 +7,9 @@ same questions with the same model and the same 384/128 windows, and is timed as
 * recipe: the Hugging Face notebook (``bench/reference_recipe.py``): windows padded to 384,
   batches of 32 through the PyTorch model, the n-best double loop;
 * spanqa torch: ``Reader`` with the PyTorch backend (length-sorted batches padded per batch,
-  the vectorised decoder); ``--arms ...,torch-bf16`` adds the same under bf16 autocast (``--dtype bf16``);
+  the vectorised decoder, on the CPU the linear layers through oneDNN); ``torch-blas`` is the same
+  with the model's layers as loaded (spanqa before oneDNN; its answers are the reference of the
+  "= ref" column when it runs); ``torch-bf16`` the same under bf16 autocast (``--dtype bf16``);
 * spanqa onnx / onnx-int8: the same Reader on ``spanqa export --onnx [--int8]`` folders
   (export time not counted).
 
@@ -36,7 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import reference_recipe  # noqa: E402  (the notebook recipe and the official v1.1 scoring)
 from train_speed import XQUAD_EN, data_file, machine  # noqa: E402
 
-ARMS = ("recipe", "torch", "torch-bf16", "onnx", "onnx-int8")
+ARMS = ("recipe", "torch-blas", "torch", "torch-bf16", "onnx", "onnx-int8")
 
 
 @dataclass
@@ -80,10 +82,16 @@ def run_recipe(model: str, examples: list[Any], batch_size: int, max_length: int
 
 
 def run_reader(arm: str, folder: str, examples: list[Any], batch_size: int, backend: str, dtype: str | None = None) -> Result:
-    """spanqa's Reader, examples to answers, on one backend."""
-    from spanqa import Reader
+    """spanqa's Reader, examples to answers, on one backend (``torch-blas``: the PyTorch model as loaded)."""
+    from spanqa import Reader, SpanQAConfig
+    from spanqa.models import load_qa_model, load_tokenizer, resolve_model
 
-    reader = Reader.from_pretrained(folder, backend=backend, batch_size=batch_size, dtype=dtype)
+    if arm == "torch-blas":
+        path = resolve_model(folder)
+        config = SpanQAConfig.load(path) if Path(path).is_dir() else SpanQAConfig()
+        reader = Reader(load_qa_model(path), load_tokenizer(path), config, batch_size=batch_size)
+    else:
+        reader = Reader.from_pretrained(folder, backend=backend, batch_size=batch_size, dtype=dtype)
     reader.predict_examples(examples[:8])  # load lazily-built state (and the ONNX session) outside the timing
     started = time.perf_counter()
     predictions = reader.predict_examples(examples)
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         for arm in arms:
             if arm == "recipe":
                 results.append(run_recipe(args.model, examples, args.batch_size, args.max_length, args.stride))
-            elif arm in ("torch", "torch-bf16"):
+            elif arm in ("torch-blas", "torch", "torch-bf16"):
                 results.append(run_reader(arm, args.model, examples, args.batch_size, "torch", "bf16" if arm == "torch-bf16" else None))
             else:
                 from spanqa.export import export_onnx
@@ -145,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{arm}: {results[-1].questions_per_second:.2f} questions/s", flush=True)
 
     baseline = next((r for r in results if r.arm == "recipe"), None)
-    reference = next((r for r in results if r.arm == "torch"), None)
+    reference = next((r for r in results if r.arm == "torch-blas"), None) or next((r for r in results if r.arm == "torch"), None)
     eval_examples = [ex for ex in examples if ex.id in eval_ids]
     header = f"\n{'arm':<10} {'seconds':>8} {'q/s':>7} {'vs recipe':>9} {'EM':>6} {'F1':>6}"
     header += f" {'eval EM':>7} {'eval F1':>7}" if eval_examples else ""
-    header += f" {'= torch':>8}" if reference else ""
+    header += f"  = {reference.arm}" if reference else ""
     print(header)
     rows = []
     for result in results:
@@ -164,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         if reference:
             same = sum(result.answers.get(k) == v for k, v in reference.answers.items())
             line += f" {same:>4}/{len(reference.answers)}"
-            row["same_as_torch"] = same
+            row[f"same_as_{reference.arm}"] = same
         print(line)
         rows.append(row)
     if args.json:

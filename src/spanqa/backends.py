@@ -128,14 +128,22 @@ class TorchBackend:
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; default: CUDA when available.
         dtype: ``bf16`` or ``fp16`` run under ``torch.autocast``; ``fp32`` runs as loaded;
             default: bf16 on CUDA GPUs that support it natively, else fp32.
+        onednn: On the CPU in fp32, run the model's ``nn.Linear`` layers through oneDNN (weights
+            reordered once), faster than the default BLAS path, markedly so on AMD CPUs. This
+            replaces modules inside ``model``, so it is for models the backend owns
+            (``Reader.from_pretrained`` sets it); the model stays as loaded if the converted one
+            fails or disagrees with it on a probe batch.
     """
 
-    def __init__(self, model: PreTrainedModel, device: str | torch.device | None = None, dtype: Precision | None = None) -> None:
+    def __init__(
+        self, model: PreTrainedModel, device: str | torch.device | None = None, dtype: Precision | None = None, *, onednn: bool = False
+    ) -> None:
         self._device = pick_device(str(device) if device is not None else None)
         self.model = model.to(self._device).eval()  # type: ignore[arg-type]  # to() takes a device too
         self.dtype: Precision = check_precision(dtype) or default_precision(self._device)
         self.input_names = _forward_inputs(model)
         self.max_positions: int | None = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        self.onednn = onednn and self._device.type == "cpu" and self.dtype == "fp32" and _use_onednn_linears(self.model, self.input_names)
 
     @property
     def device(self) -> torch.device:
@@ -162,6 +170,45 @@ class TorchBackend:
         with torch.inference_mode(), attention_kernels(self._device), self._autocast():
             out = self.model(**tensors)
         return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+
+
+def _use_onednn_linears(model: Any, input_names: tuple[str, ...]) -> bool:
+    """Swap ``model``'s ``nn.Linear`` layers for oneDNN ones if that gives the same logits on a probe batch.
+
+    The same GEMMs through oneDNN instead of MKL's sgemm (which takes a slow path on AMD CPUs):
+    1.3x on MiniLM-L6 on the 2-core EPYC, logits equal up to float noise. Undone, and False
+    returned, when the model's code cannot run with them (e.g. it reads a layer's ``weight``).
+    """
+    import torch
+    from torch.utils.mkldnn import MkldnnLinear
+
+    if not torch.backends.mkldnn.is_available():
+        return False
+    layers = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if type(child) is torch.nn.Linear and child.weight.dtype == torch.float32
+    ]
+    if not layers:
+        return False
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 100
+    ids = torch.arange(1, 17).remainder(vocab).reshape(2, 8)
+    probe = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    probe = {name: tensor for name, tensor in probe.items() if name in input_names}
+    try:
+        with torch.inference_mode():
+            before = model(**probe)
+            for parent, name, child in layers:
+                setattr(parent, name, MkldnnLinear(child, torch.float32))
+            after = model(**probe)
+        same = all(torch.allclose(before[key], after[key], rtol=1e-4, atol=1e-4) for key in ("start_logits", "end_logits"))
+    except Exception:  # the model's code cannot take them (each architecture's own forward); keep it as loaded
+        same = False
+    if not same:
+        for parent, name, child in layers:
+            setattr(parent, name, child)
+    return same
 
 
 def import_onnxruntime() -> Any:

@@ -162,8 +162,9 @@ class SpanDecoder:
         idx = np.asarray(indices, dtype=np.int64)
         if len(idx) == 0:
             return
-        offsets = self.features.offsets[idx]
-        width = offsets.shape[1]
+        # Only as wide as this batch's longest window: past it there is padding and no context.
+        width = max(len(self.features.input_ids[i]) for i in idx.tolist())
+        offsets = self.features.offsets[idx, :width]
         start = _fit_width(start_logits, width)
         end = _fit_width(end_logits, width)
         rows = np.arange(len(idx))
@@ -297,18 +298,27 @@ class SpanDecoder:
         )
 
 
+_ASCII_KINDS = np.frombuffer("".join("s" if chr(c).isspace() else "t" for c in range(128)).encode("ascii"), dtype=np.uint8)
+"""Each ASCII character's kind for _char_maps: ``s`` (space) or ``t`` (text)."""
+
+
 def _char_maps(context: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each position c in 0..len(context), as _tidy moves span edges: the first non-space position
     >= c, c moved back onto the (non-space) base of a mark, the end of the last non-space character
     before c, and c moved past the combining marks that start there."""
     n = len(context)
-    kinds = {ord(ch): "s" if ch.isspace() else "m" if unicodedata.category(ch).startswith("M") else "t" for ch in set(context)}
-    flags = np.frombuffer(context.translate(kinds).encode("ascii"), dtype=np.uint8)
-    text = flags != ord("s")
-    not_mark = np.append(flags != ord("m"), True)
     positions = np.arange(n + 1, dtype=np.int32)
+    if context.isascii():  # most contexts: a table lookup, and no combining marks to move edges over
+        flags = _ASCII_KINDS[np.frombuffer(context.encode("ascii"), dtype=np.uint8)]
+    else:
+        kinds = {ord(ch): "s" if ch.isspace() else "m" if unicodedata.category(ch).startswith("M") else "t" for ch in set(context)}
+        flags = np.frombuffer(context.translate(kinds).encode("ascii"), dtype=np.uint8)
+    text = flags != ord("s")
     next_text = np.minimum.accumulate(np.where(np.append(text, True), positions, n)[::-1])[::-1]
     last_text_end = np.maximum.accumulate(np.concatenate([[0], np.where(text, positions[1:], 0)])).astype(np.int32)
+    if not (flags == ord("m")).any():
+        return next_text, positions, last_text_end, positions
+    not_mark = np.append(flags != ord("m"), True)
     past_marks = np.minimum.accumulate(np.where(not_mark, positions, n)[::-1])[::-1]
     base = np.maximum(np.maximum.accumulate(np.where(not_mark, positions, -1)), 0)  # last non-mark at or before c
     onto_base = np.where(~not_mark & np.append(text, False)[base], base, positions)

@@ -196,7 +196,8 @@ class Reader:
             if dtype not in (None, "fp32"):
                 raise ConfigError(f"dtype {dtype!r} applies to the torch backend; {name} is an ONNX model, run as exported (export with --int8 for speed)")
             return cls(None, tokenizer, config, batch_size=batch_size, backend=OnnxBackend(path, device=device))
-        return cls(load_qa_model(path), tokenizer, config, device=device, batch_size=batch_size, dtype=dtype)
+        model = TorchBackend(load_qa_model(path), device, dtype, onednn=True)  # the reader owns this model
+        return cls(None, tokenizer, config, batch_size=batch_size, backend=model)
 
     def with_settings(self, *, batch_size: int | None = None, **overrides: Any) -> Reader:
         """This reader (same model and tokenizer, no copy) with other settings.
