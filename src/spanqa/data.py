@@ -15,11 +15,13 @@ import json
 import logging
 import math
 import re
+import sys
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 from .errors import DataError, did_you_mean, first_line
 from .io import atomic_open, write_json
@@ -196,19 +198,32 @@ def parse_columns(spec: str | None) -> dict[str, str]:
 # --------------------------------------------------------------------------- loading
 
 
+class _Gold(NamedTuple):
+    """A row's gold answers as the file gives them: texts, starts and ends (None: not given), unanswerable flag."""
+
+    texts: list[str]
+    starts: list[int | None]
+    ends: list[int | None]
+    impossible: bool
+
+
+_NO_GOLD = _Gold([], [], [], False)
+
+
 @dataclass
 class _RawRow:
-    """A record before validation, in one shape whatever the file layout was."""
+    """A record before validation, in one shape whatever the file layout was.
+
+    ``gold_problem`` says why a malformed gold answer was ignored (only when answers are not required).
+    """
 
     location: str
     question: Any
     context: Any
     id: Any
     title: Any
-    texts: list[str]
-    starts: list[int | None]
-    ends: list[int | None]
-    impossible: bool
+    gold: _Gold
+    gold_problem: str | None = None
 
 
 def load_examples(
@@ -222,7 +237,17 @@ def load_examples(
     """Load and validate a dataset from a file or a hub name.
 
     With ``require_answers=False`` (prediction input) files without any answer
-    column are accepted; their questions simply carry no gold answers.
+    column are accepted and their questions simply carry no gold answers; a
+    malformed gold answer (wrong type, bad offset, text not at its offset) then
+    costs only that answer, never the question: it is dropped and listed in
+    ``problems``, since a prediction needs only the question and the context.
+
+    Ids and titles must be text; integers are accepted too and written in
+    decimal (CSV and JSON exports often number their questions), but booleans,
+    fractions, lists, objects and null are errors (``str()`` of them would be an
+    id nothing else matches). A missing or null title is the empty title. An
+    ``is_impossible`` flag is a boolean, the integer 0 or 1, or the string
+    true/false/1/0 in any case; anything else is an error naming the row.
 
     ``on_mismatch`` decides what happens to answers whose text is not found at
     their offset: ``repair`` looks for the text near the offset (then skips what
@@ -234,10 +259,11 @@ def load_examples(
         columns: Column mapping for flat files (``{"context": "review", ...}``).
         on_mismatch: ``repair``, ``trust`` or ``skip`` answers whose text is not at their offset.
         split: Split of a hub dataset (also settable as ``NAME:SPLIT``).
-        require_answers: Whether an answer column must exist (False for prediction input).
+        require_answers: Whether gold answers matter: an answer column must exist and a
+            malformed answer is an error (False for prediction input: both are tolerated).
 
     Raises:
-        DataError: the file is missing or malformed; the message names file, row and field.
+        DataError: the file is missing, unreadable or malformed; the message names file, row and field.
     """
     if on_mismatch not in MISMATCH_POLICIES:
         raise DataError(
@@ -257,7 +283,7 @@ def load_examples(
     else:
         rows = _read_hub(str(source), split, mapping, require_answers)
         name = str(source)
-    dataset = _validate(rows, name, on_mismatch, mapping.no_answer_marker)
+    dataset = _validate(rows, name, on_mismatch, require_answers)
     if version_hint is not None and version_hint.startswith("v2"):
         dataset.version_2 = True
     if dataset.answers_mismatched:
@@ -293,12 +319,9 @@ def _read_file(path: Path, mapping: ColumnMapping, require_answers: bool = True)
     suffix = path.suffix.lower()
     if suffix in (".json",):
         try:
-            with open(path, encoding="utf-8") as handle:
-                obj = json.load(handle)
+            obj = _json_loads(_read_text(path), str(path))
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
         if isinstance(obj, dict) and isinstance(obj.get("data"), list):
             records = obj["data"]
             if records and isinstance(records[0], dict) and "paragraphs" in records[0]:
@@ -308,7 +331,7 @@ def _read_file(path: Path, mapping: ColumnMapping, require_answers: bool = True)
                         f"{path}: is SQuAD JSON, which has fixed field names; the column mapping "
                         f"({', '.join(mapped)}) applies only to flat files (CSV, JSONL, Parquet, JSON records)"
                     )
-                return list(_squad_rows(records, path)), str(obj.get("version", ""))
+                return list(_squad_rows(records, path, require_answers)), str(obj.get("version", ""))
             return _flat_rows(records, path, mapping, require_answers), None
         if isinstance(obj, list):
             return _flat_rows(obj, path, mapping, require_answers), None
@@ -318,24 +341,26 @@ def _read_file(path: Path, mapping: ColumnMapping, require_answers: bool = True)
         )
     if suffix in (".jsonl", ".ndjson"):
         records = []
-        with open(path, encoding="utf-8", errors="strict") as handle:
+        # Split on "\n" only: str.splitlines() would also split at U+2028 and friends, which
+        # json.dumps(ensure_ascii=False) leaves unescaped inside strings.
+        for lineno, line in enumerate(_read_text(path).split("\n"), 1):
+            if not line.strip():
+                continue
             try:
-                for lineno, line in enumerate(handle, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise DataError(f"{path} line {lineno}: not valid JSON ({err.msg})") from None
-            except UnicodeDecodeError as err:
-                raise DataError(f"{path}: not UTF-8 text ({err.reason})") from None
+                records.append(_json_loads(line, f"{path} line {lineno}"))
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path} line {lineno}: not valid JSON ({err.msg})") from None
         return _flat_rows(records, path, mapping, require_answers), None
     if suffix in (".csv", ".tsv"):
         import pandas as pd
 
         try:
             frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        except UnicodeDecodeError as err:
+            raise _not_utf8(path, err) from None
+        except OSError as err:
+            raise _unreadable(path, err) from None
+        except (pd.errors.ParserError, ValueError) as err:
             raise DataError(f"{path}: cannot parse as {suffix[1:].upper()} ({first_line(err)})") from None
         return _flat_rows(frame.to_dict("records"), path, mapping, require_answers), None
     if suffix in (".parquet", ".pq"):
@@ -347,6 +372,58 @@ def _read_file(path: Path, mapping: ColumnMapping, require_answers: bool = True)
             raise DataError(f"{path}: cannot read as Parquet ({err})") from None
         return _flat_rows(table.to_pylist(), path, mapping, require_answers), None
     raise DataError(f"{path}: unsupported file type {suffix!r}; use .json (SQuAD or records), .jsonl, .csv, .tsv or .parquet")
+
+
+def _read_text(path: Path) -> str:
+    """A data file's whole text, read as UTF-8.
+
+    Args:
+        path: The file.
+
+    Raises:
+        DataError: the bytes are not UTF-8 or the file cannot be read; names the path and the cause.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err) from None
+    except OSError as err:  # a folder, no permission, a vanished file: open() says which
+        raise _unreadable(path, err) from None
+
+
+def _not_utf8(path: Path, err: UnicodeDecodeError) -> DataError:
+    return DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8")
+
+
+def _unreadable(path: Path, err: OSError) -> DataError:
+    return DataError(f"{path}: cannot read the file ({err.strerror or first_line(err)})")
+
+
+def _json_loads(text: str, where: str) -> Any:
+    """``json.loads``, with the limits of Python's JSON reader as DataErrors naming ``where``.
+
+    Valid JSON can still be unreadable: nesting deeper than the interpreter's
+    recursion limit raises RecursionError, and an integer of more digits than
+    ``sys.get_int_max_str_digits()`` a ValueError. Malformed JSON
+    (:class:`json.JSONDecodeError`) is passed on: each caller words it for its layout.
+
+    Args:
+        text: The JSON text.
+        where: The file (and line, row or field) it came from, for the message.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply to read (deeper than about {sys.getrecursionlimit()} levels)") from None
+    except ValueError as err:  # JSONDecodeError is a ValueError too, but it was handled above
+        raise DataError(f"{where}: {_too_long(err)}") from None
+
+
+def _too_long(err: ValueError) -> str:
+    """What int() refused, worded for a data file (Python's own message ends with advice for programmers)."""
+    return f"a number too long to read ({first_line(err).split(';')[0]})"
 
 
 def _read_hub(spec: str, split: str | None, mapping: ColumnMapping, require_answers: bool = True) -> list[_RawRow]:
@@ -366,11 +443,11 @@ def _read_hub(spec: str, split: str | None, mapping: ColumnMapping, require_answ
     return _flat_rows(hub, Path(f"{name}[{split}]"), mapping, require_answers)
 
 
-def _squad_rows(articles: list[Any], path: Path) -> Iterator[_RawRow]:
+def _squad_rows(articles: list[Any], path: Path, require_answers: bool = True) -> Iterator[_RawRow]:
     for a, article in enumerate(articles):
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
             raise DataError(f"{path}: data[{a}]: expected an object with a 'paragraphs' list")
-        title = article.get("title", "")
+        title = _as_label(article.get("title"), f"{path}: data[{a}]", "title", required=False)
         for p, paragraph in enumerate(article["paragraphs"]):
             where = f"{path}: data[{a}].paragraphs[{p}]"
             if not isinstance(paragraph, dict) or "context" not in paragraph or "qas" not in paragraph:
@@ -379,27 +456,57 @@ def _squad_rows(articles: list[Any], path: Path) -> Iterator[_RawRow]:
                 loc = f"{where}.qas[{q}]"
                 if not isinstance(qa, dict):
                     raise DataError(f"{loc}: expected an object, got {type(qa).__name__}")
-                answers = qa.get("answers") or []
-                if not isinstance(answers, list):
-                    raise DataError(f"{loc}: field 'answers': expected a list of {{text, answer_start}}")
-                texts: list[str] = []
-                starts: list[int | None] = []
-                for answer in answers:
-                    if not isinstance(answer, dict) or "text" not in answer or "answer_start" not in answer:
-                        raise DataError(f"{loc}: field 'answers': each answer needs 'text' and 'answer_start'")
-                    texts.append(answer["text"])
-                    starts.append(_as_int(answer["answer_start"], loc, "answer_start"))
+                gold, problem = _read_gold(partial(_squad_gold, qa, loc), loc, require_answers)
                 yield _RawRow(
                     location=loc,
                     question=qa.get("question"),
                     context=paragraph["context"],
                     id=qa.get("id"),
                     title=title,
-                    texts=texts,
-                    starts=starts,
-                    ends=[None] * len(texts),
-                    impossible=bool(qa.get("is_impossible", False)) or not texts,
+                    gold=gold,
+                    gold_problem=problem,
                 )
+
+
+def _squad_gold(qa: Mapping[str, Any], loc: str) -> _Gold:
+    """The gold answers of one SQuAD ``qas`` entry.
+
+    Args:
+        qa: The entry.
+        loc: Where it is, for messages.
+    """
+    answers = qa.get("answers") or []
+    if not isinstance(answers, list):
+        raise DataError(f"{loc}: field 'answers': expected a list of {{text, answer_start}}")
+    texts: list[str] = []
+    starts: list[int | None] = []
+    for i, answer in enumerate(answers):
+        if not isinstance(answer, dict) or "text" not in answer or "answer_start" not in answer:
+            raise DataError(f"{loc}: field 'answers': each answer needs 'text' and 'answer_start'")
+        texts.append(_as_text(answer["text"], loc, f"answers[{i}].text"))
+        starts.append(_as_int(answer["answer_start"], loc, f"answers[{i}].answer_start"))
+    # An absent flag is SQuAD v1.1 (every question answerable); a question without answers is unanswerable either way.
+    impossible = _as_bool(qa["is_impossible"], loc, "is_impossible") if "is_impossible" in qa else False
+    return _Gold(texts, starts, [None] * len(texts), impossible or not texts)
+
+
+def _read_gold(read: Callable[[], _Gold], loc: str, require_answers: bool) -> tuple[_Gold, str | None]:
+    """A row's gold answers from ``read``, or, where answers are not required, none and why.
+
+    Prediction input needs only questions and contexts, so there a malformed gold
+    answer is dropped (and reported) instead of costing the question.
+
+    Args:
+        read: Parses the row's answers; raises DataError for malformed ones.
+        loc: The location ``read`` starts its messages with (cut from the reason returned).
+        require_answers: Whether a malformed answer is an error.
+    """
+    try:
+        return read(), None
+    except DataError as err:
+        if require_answers:
+            raise
+        return _NO_GOLD, str(err).removeprefix(f"{loc}: ")
 
 
 _AUTO_NAMES: dict[str, tuple[str, ...]] = {
@@ -467,17 +574,7 @@ def _flat_rows(records: Iterable[Mapping[str, Any]], path: Path, mapping: Column
         missing = [c for c in cols.values() if c is not None and c not in record]
         if missing:
             raise DataError(f"{loc}: missing field {missing[0]!r}")
-        texts, starts, ends = _answers_of(record, cols, loc)
-        impossible = False
-        impossible_column = cols["is_impossible"]
-        if impossible_column is not None:
-            impossible = _as_bool(record[impossible_column], loc, impossible_column)
-        if marker is not None:
-            kept = [(t, s, e) for t, s, e in zip(texts, starts, ends) if t.strip() != marker]
-            impossible = impossible or (bool(texts) and not kept)
-            texts, starts, ends = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
-        if impossible or not any(t.strip() for t in texts):
-            texts, starts, ends, impossible = [], [], [], True
+        gold, problem = _read_gold(partial(_flat_gold, record, cols, loc, marker), loc, require_answers)
         context = record[cast(str, cols["context"])]  # question and context columns always resolve
         if marker is not None and isinstance(context, str):
             context = _strip_marker(context, marker)
@@ -488,13 +585,32 @@ def _flat_rows(records: Iterable[Mapping[str, Any]], path: Path, mapping: Column
                 context=context,
                 id=record[cols["id"]] if cols["id"] else f"{path.stem}-{n}",
                 title=record[cols["title"]] if cols["title"] else "",
-                texts=texts,
-                starts=starts,
-                ends=ends,
-                impossible=impossible,
+                gold=gold,
+                gold_problem=problem,
             )
         )
     return rows
+
+
+def _flat_gold(record: Mapping[str, Any], cols: Mapping[str, str | None], loc: str, marker: str | None) -> _Gold:
+    """The gold answers of one flat record: its answer columns, its is_impossible flag, the no-answer marker.
+
+    Args:
+        record: The record.
+        cols: Which column holds what (from :func:`_resolve_columns`).
+        loc: Where the record is, for messages.
+        marker: The no-answer sentinel, if the data uses one.
+    """
+    texts, starts, ends = _answers_of(record, cols, loc)
+    impossible_column = cols["is_impossible"]
+    impossible = impossible_column is not None and _as_bool(record[impossible_column], loc, impossible_column)
+    if marker is not None:
+        kept = [(t, s, e) for t, s, e in zip(texts, starts, ends) if t.strip() != marker]
+        impossible = impossible or (bool(texts) and not kept)
+        texts, starts, ends = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
+    if impossible or not any(t.strip() for t in texts):
+        return _Gold([], [], [], True)
+    return _Gold(texts, starts, ends, False)
 
 
 # Scripts written without spaces between words: every character boundary is a word boundary.
@@ -530,7 +646,7 @@ _SPAN_RE = re.compile(r"^\s*[\(\[]?\s*(-?\d+)\s*[,;]\s*(-?\d+)\s*[\)\]]?\s*$")
 def _answers_of(record: Mapping[str, Any], cols: Mapping[str, str | None], loc: str) -> tuple[list[str], list[int | None], list[int | None]]:
     """Answer texts, starts and (optional) ends from whichever columns hold them."""
     if cols["answers"] is not None:
-        value = _maybe_json(record[cols["answers"]])
+        value = _maybe_json(record[cols["answers"]], loc, cols["answers"])
         if value is None or value == "" or value == []:
             return [], [], []
         if isinstance(value, Mapping):
@@ -552,7 +668,7 @@ def _answers_of(record: Mapping[str, Any], cols: Mapping[str, str | None], loc: 
         return [_as_text(t, loc, str(cols["answers"])) for t in texts], answer_starts, [None] * len(texts)
     if cols["answer_text"] is None:
         return [], [], []
-    raw_text = _maybe_json(record[cols["answer_text"]])
+    raw_text = _maybe_json(record[cols["answer_text"]], loc, cols["answer_text"])
     if raw_text is None or (isinstance(raw_text, float) and math.isnan(raw_text)):
         return [], [], []
     texts = [_as_text(t, loc, str(cols["answer_text"])) for t in _as_list(raw_text)]
@@ -566,17 +682,17 @@ def _answers_of(record: Mapping[str, Any], cols: Mapping[str, str | None], loc: 
     ends: list[int | None]
     span = _SPAN_RE.match(raw_start) if isinstance(raw_start, str) else None
     if span:
-        starts, ends = [int(span.group(1))], [int(span.group(2))]
+        starts, ends = [_as_int(span.group(1), loc, cols["answer_start"])], [_as_int(span.group(2), loc, cols["answer_start"])]
     elif isinstance(raw_start, (tuple,)) and len(raw_start) == 2 and len(texts) == 1:
         starts, ends = [_as_int(raw_start[0], loc, cols["answer_start"])], [_as_int(raw_start[1], loc, cols["answer_start"])]
     else:
-        value = _maybe_json(raw_start)
+        value = _maybe_json(raw_start, loc, cols["answer_start"])
         if texts_are_empty and (value is None or value == "" or value == []):
             return [], [], []
         starts = [_as_int(s, loc, cols["answer_start"]) for s in _as_list(value)]
         ends = [None] * len(starts)
     if cols["answer_end"] is not None:
-        ends = [_as_int(e, loc, cols["answer_end"]) for e in _as_list(_maybe_json(record[cols["answer_end"]]))]
+        ends = [_as_int(e, loc, cols["answer_end"]) for e in _as_list(_maybe_json(record[cols["answer_end"]], loc, cols["answer_end"]))]
     if len(starts) != len(texts) or len(ends) != len(texts):
         raise DataError(
             f"{loc}: {len(texts)} answer texts but {len(starts)} starts in {cols['answer_start']!r}"
@@ -584,19 +700,25 @@ def _answers_of(record: Mapping[str, Any], cols: Mapping[str, str | None], loc: 
     return texts, starts, ends
 
 
-def _maybe_json(value: Any) -> Any:
-    """CSV cells hold lists and dicts as JSON (or Python repr) strings; decode those."""
+def _maybe_json(value: Any, loc: str, name: str) -> Any:
+    """CSV cells hold lists and dicts as JSON (or Python repr) strings; decode those.
+
+    Args:
+        value: The cell.
+        loc: Where the row is, for messages.
+        name: The cell's column, for messages.
+    """
     if isinstance(value, str):
         text = value.strip()
         if text[:1] in "[{":
             try:
-                return json.loads(text)
+                return _json_loads(text, f"{loc}: field {name!r}")
             except json.JSONDecodeError:
                 try:
                     import ast
 
                     return ast.literal_eval(text)
-                except (ValueError, SyntaxError):
+                except (ValueError, SyntaxError):  # not a literal either: an ordinary string after all
                     return value
     if hasattr(value, "tolist"):  # numpy arrays from Parquet
         return value.tolist()
@@ -611,13 +733,26 @@ def _as_list(value: Any) -> list[Any]:
     return [value]
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a whole nested object would drown the message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _kind(value: Any) -> str:
+    """A wrong value for a message: its type and (cut) repr, or 'null' (what JSON calls None)."""
+    return "null" if value is None else f"{type(value).__name__} {_shown(value)}"
+
+
 def _as_text(value: Any, loc: str, name: str | None) -> str:
+    """An answer text, which must be a string: ``str(34)`` might happen to occur in the context and mislead."""
     if not isinstance(value, str):
-        raise DataError(f"{loc}: field {name!r}: expected answer text (a string), got {value!r}")
+        raise DataError(f"{loc}: field {name!r}: expected answer text (a string), got {_kind(value)}")
     return value
 
 
 def _as_int(value: Any, loc: str, name: str | None) -> int:
+    """A character offset: an integer, an integral float (pandas, Parquet) or a string of digits."""
     if isinstance(value, bool):
         raise DataError(f"{loc}: field {name!r}: expected a character offset (integer), got {value!r}")
     if isinstance(value, int):
@@ -625,29 +760,70 @@ def _as_int(value: Any, loc: str, name: str | None) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    raise DataError(f"{loc}: field {name!r}: expected a character offset (integer), got {value!r}")
+        try:
+            return int(value)
+        except ValueError as err:  # more digits than sys.get_int_max_str_digits()
+            raise DataError(f"{loc}: field {name!r}: {_too_long(err)}") from None
+    raise DataError(f"{loc}: field {name!r}: expected a character offset (integer), got {_shown(value)}")
+
+
+_BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False}
 
 
 def _as_bool(value: Any, loc: str, name: str) -> bool:
+    """An is_impossible flag: a boolean, the integer 0 or 1, or the string true/false/1/0 (any case).
+
+    Nothing else is guessed at: ``bool("false")`` is True, and reading a stray
+    ``"no"``, ``""`` or null either way could silently turn an answerable
+    question into an unanswerable one.
+    """
     if isinstance(value, bool):
         return value
-    if isinstance(value, (int, float)) and value in (0, 1):
+    if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no", ""):
-        return value.strip().lower() in ("true", "1", "yes")
-    if value is None:
-        return False
-    raise DataError(f"{loc}: field {name!r}: expected true/false, got {value!r}")
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.strip().lower()]
+    raise DataError(f"{loc}: field {name!r}: expected true/false, got {_shown(value)} (accepted: true, false, 1, 0)")
+
+
+def _as_label(value: Any, loc: str, name: str, *, required: bool) -> str:
+    """An id or title as text: a string, or an integer written in decimal (CSV and JSON often number ids).
+
+    Args:
+        value: The field's value.
+        loc: Where the row is, for messages.
+        name: The field, for messages.
+        required: Whether a missing (null or blank) value is an error; if not, it is the empty string.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise DataError(f"{loc}: missing {name}")
+        return ""
+    if isinstance(value, str):
+        return value
+    # bool is an int, but a true/false id is a mistake; so is any fraction, list or object,
+    # whose str() would be an id that no prediction file matches.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise DataError(f"{loc}: field {name!r}: expected text (or an integer), got {_kind(value)}")
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def _validate(rows: list[_RawRow], source: str, policy: str, marker: str | None) -> QADataset:
+def _validate(rows: list[_RawRow], source: str, policy: str, require_answers: bool = True) -> QADataset:
+    """Check every row and turn it into a :class:`QAExample`.
+
+    Args:
+        rows: The rows, in file order.
+        source: The file or dataset name, for messages.
+        policy: What to do with answers that disagree with their offsets (see :func:`load_examples`).
+        require_answers: Whether a question whose answers all fail goes (True) or stays without them.
+    """
     examples: list[QAExample] = []
     problems: list[DataProblem] = []
     seen: dict[str, str] = {}
+    ignored: list[DataProblem] = []  # questions kept without their malformed gold answers
     checked = mismatched = repaired = skipped = 0
     any_impossible = False
     for row in rows:
@@ -657,15 +833,18 @@ def _validate(rows: list[_RawRow], source: str, policy: str, marker: str | None)
                 raise DataError(f"{row.location}: field {role!r}: expected text, got {type(value).__name__}")
             if not value.strip():
                 raise DataError(f"{row.location}: empty {role}")
-        if row.id is None or (isinstance(row.id, str) and not row.id.strip()):
-            raise DataError(f"{row.location}: missing id")
-        qid = str(row.id)
+        qid = _as_label(row.id, row.location, "id", required=True)
+        title = _as_label(row.title, row.location, "title", required=False)
         if qid in seen:
             raise DataError(f"{row.location}: duplicate id {qid!r} (first seen at {seen[qid]})")
         seen[qid] = row.location
+        if row.gold_problem is not None:
+            ignored.append(DataProblem(row.location, f"id {qid}: gold answers ignored ({row.gold_problem})"))
+            problems.append(ignored[-1])
         context: str = row.context
         answers: list[Answer] = []
-        for text, start, end in zip(row.texts, row.starts, row.ends):
+        gold = row.gold
+        for text, start, end in zip(gold.texts, gold.starts, gold.ends):
             checked += 1
             answer, problem, was_repaired = _check_answer(context, text, start, end, policy)
             if problem is not None:
@@ -674,18 +853,17 @@ def _validate(rows: list[_RawRow], source: str, policy: str, marker: str | None)
             repaired += was_repaired
             if answer is not None:
                 answers.append(answer)
-        if row.texts and not answers:
+        # Without usable answers a training or scoring example is worthless, but a question
+        # to predict on still stands (it then carries no gold answers).
+        if gold.texts and not answers and require_answers:
             skipped += 1
             continue
-        any_impossible = any_impossible or row.impossible
-        examples.append(
-            QAExample(
-                id=qid,
-                question=row.question.strip(),
-                context=context,
-                answers=tuple(answers),
-                title=str(row.title or ""),
-            )
+        any_impossible = any_impossible or gold.impossible
+        examples.append(QAExample(id=qid, question=row.question.strip(), context=context, answers=tuple(answers), title=title))
+    if ignored:
+        logger.warning(
+            "%s: malformed gold answers ignored for %d of %d questions (answers are not needed here). First: %s",
+            source, len(ignored), len(rows), ignored[0],
         )
     if not examples:
         if rows:

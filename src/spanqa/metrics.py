@@ -10,6 +10,7 @@ language's articles, character-level tokens for scripts written without spaces).
 from __future__ import annotations
 
 import logging
+import math
 import re
 import string
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .data import QAExample
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, DataError, did_you_mean
 
 __all__ = [
     "normalize_answer",
@@ -189,9 +190,29 @@ def score_predictions(
 
     Questions without a prediction count as wrong (a warning says how many); the
     official scripts would skip (v2) them or count them as wrong (v1.1).
+
+    No-answer probabilities and the threshold must not be NaN (the official
+    script's sort and comparisons give arbitrary results for it); infinities
+    are kept in order as the largest finite floats, so the reported best
+    thresholds are always valid JSON and the scores those of the official script.
+
+    Args:
+        examples: The gold examples.
+        predictions: Answer text per question id ("" for no answer).
+        na_probs: No-answer probability (or any score, higher meaning "no answer") per id; v2 only.
+        version_2: Score as SQuAD v2.0 (default: when some gold question is unanswerable).
+        na_prob_thresh: Questions whose na-prob exceeds this are taken as answered "no answer".
+        lang: Answer normalisation: "squad" or a language code (MLQA rules).
+
+    Raises:
+        ConfigError: ``na_prob_thresh`` is NaN, or ``lang`` is unknown.
+        DataError: a question's na-prob is NaN (names the id).
     """
     if lang != "squad":
         _check_lang(lang)
+    if math.isnan(na_prob_thresh):
+        raise ConfigError("the no-answer threshold (na_prob_thresh, --na-prob-thresh) is NaN; give a number (the official default is 1.0)")
+    na_prob_thresh = _clamped(na_prob_thresh)
     v2 = any(ex.is_impossible for ex in examples) if version_2 is None else version_2
     missing_ids = [ex.id for ex in examples if ex.id not in predictions]
     if missing_ids:
@@ -213,7 +234,7 @@ def score_predictions(
         else:
             exact = float(max(exact_score(pred, g, lang) for g in gold)) if gold else 0.0
             f1 = max(f1_score(pred, g, lang, v2=v2) for g in gold) if gold else 0.0
-        na = None if na_probs is None else float(na_probs.get(ex.id, 0.0))
+        na = None if na_probs is None else _na_prob(na_probs.get(ex.id, 0.0), ex.id)
         questions.append(QuestionScore(ex.id, pred, exact, f1, not ex.is_impossible, na))
 
     if not v2:
@@ -243,6 +264,38 @@ def score_predictions(
     return ScoreReport(metrics, questions, len(missing_ids))
 
 
+# The official v2 script only compares na-probs, with each other and with the threshold, and
+# infinities take part in that fine; but the best threshold it reports is one of them, and
+# Infinity is not JSON. Mapping +-inf onto +-the largest finite float, the threshold too, keeps
+# every comparison's outcome (bar a tie with a value of exactly that size), so the scores stay
+# the official ones and every reported threshold is finite.
+_LARGEST = sys.float_info.max
+
+
+def _clamped(value: float) -> float:
+    """``value`` with +-inf mapped to +-``sys.float_info.max`` (see _LARGEST for why); NaN must be refused before."""
+    return max(-_LARGEST, min(_LARGEST, value))
+
+
+def _na_prob(value: Any, qid: str) -> float:
+    """One question's no-answer probability as a finite float.
+
+    Args:
+        value: The na-prob (anything float() takes).
+        qid: The question's id, for the message.
+
+    Raises:
+        DataError: ``value`` is NaN (which has no place in the official sort) or not a number.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"the no-answer probability of id {qid!r} is not a number: {value!r}") from None
+    if math.isnan(number):
+        raise DataError(f"the no-answer probability of id {qid!r} is NaN; give a number (NaN has no order, so no threshold can use it)")
+    return _clamped(number)
+
+
 def _apply_threshold(q: QuestionScore, value: float, thresh: float) -> float:
     """The official script: a question with na_prob above the threshold is answered 'no answer'.
 
@@ -266,13 +319,17 @@ def best_threshold(questions: Sequence[QuestionScore], metric: str = "f1", na_pr
     Questions are visited in increasing ``na_prob`` (ties in the na-prob file's
     order, as the official script's stable sort does); answering those below the
     threshold and abstaining on the rest.
+
+    The na-probs are read as :func:`score_predictions` reads them (NaN is an
+    error, infinities count as the largest finite floats), so the threshold
+    returned is always finite.
     """
     by_id = {q.id: q for q in questions}
     ids = [i for i in (na_probs_order or by_id) if i in by_id] or list(by_id)
     listed = set(ids)
     ids += [i for i in by_id if i not in listed]
     qs = [by_id[i] for i in ids]
-    na = np.array([q.na_prob if q.na_prob is not None else 0.0 for q in qs], dtype=np.float64)
+    na = np.array([_na_prob(q.na_prob, q.id) if q.na_prob is not None else 0.0 for q in qs], dtype=np.float64)
     raw = np.array([getattr(q, metric) for q in qs], dtype=np.float64)
     has = np.array([q.has_answer for q in qs])
     answered = np.array([bool(q.prediction) for q in qs])
