@@ -12,6 +12,15 @@ Every error is a JSON body ``{"error": {"type": ..., "message": ...}}`` with a
 4xx/5xx status (validation errors add ``"details"``), and the server keeps
 serving after it.
 
+Hardening: POST bodies must be ``Content-Type: application/json`` (else 415), so
+a web page on another origin cannot send a CORS "simple request" (text/plain,
+form data or no type) to a local server; no CORS headers are sent. A body must
+arrive within ``body_timeout_s`` (else 408 and the connection is closed), idle
+keep-alive connections close after ``keep_alive_timeout_s``, and once every
+caller of a micro-batch has given up (``request_timeout_s``) its remaining
+forward passes are skipped, so one huge request cannot keep the model busy for
+the requests after it.
+
 Settings (:class:`ServeSettings`) come from, in increasing precedence: their
 defaults, ``SPANQA_SERVE_<NAME>`` environment variables (``SPANQA_SERVE_MAX_BATCH=64``,
 ``SPANQA_SERVE_THREADS=auto``) and explicit values (``serve_settings(max_batch=64)``,
@@ -52,17 +61,24 @@ import json
 import logging
 import os
 import re
+import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .devices import usable_cores
 from .errors import ConfigError, DataError, SpanQAError, did_you_mean, first_line
 from .reader import QARequest, Reader, ReaderResult
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .features import Features
 
 
 class MissingDependencyError(SpanQAError, ImportError):
@@ -70,7 +86,7 @@ class MissingDependencyError(SpanQAError, ImportError):
 
 
 try:
-    from fastapi import FastAPI, Request
+    from fastapi import Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.openapi.utils import get_openapi
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -87,7 +103,7 @@ except ImportError as _err:  # pragma: no cover - depends on the installed extra
     ) from _err
 
 __all__ = ["ServeSettings", "serve_settings", "resolve_threads", "usable_cores", "ServeMetrics", "create_app", "run_server", "MicroBatcher",
-           "ApiError"]
+           "ApiError", "uvicorn_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +126,8 @@ class ServeSettings(BaseSettings):
     """Largest request body in bytes; bigger ones get 413 (checked on Content-Length and on the bytes read)."""
     max_context_chars: int = Field(200_000, gt=0)
     """Longest context or document in characters (a 20,000-word document fits); longer gets 413."""
+    max_question_chars: int = Field(2_000, gt=0)
+    """Longest question in characters; longer gets 413."""
     max_batch: int = Field(32, gt=0)
     """Most questions in one {"questions": [...]} request; more gets 422."""
     max_documents: int = Field(100, gt=0)
@@ -119,7 +137,11 @@ class ServeSettings(BaseSettings):
     max_answer_length: int = Field(512, gt=0)
     """Largest per-request max_answer_length (tokens)."""
     request_timeout_s: float = Field(30.0, gt=0, allow_inf_nan=False)
-    """Seconds a request may wait for its answers (queue + model); then 504."""
+    """Seconds a request may wait for its answers (queue + model); then 504, and work nobody waits for any more is dropped."""
+    body_timeout_s: float = Field(20.0, gt=0, allow_inf_nan=False)
+    """Seconds a client may take to send a request body after its headers; then 408 and the connection is closed."""
+    keep_alive_timeout_s: float = Field(5.0, gt=0, allow_inf_nan=False)
+    """Seconds an idle keep-alive connection stays open after a response (uvicorn's timeout_keep_alive)."""
     max_wait_ms: float = Field(5.0, ge=0, allow_inf_nan=False)
     """Milliseconds the batcher waits for more requests after the first one arrives."""
     max_batch_items: int = Field(32, gt=0)
@@ -158,7 +180,7 @@ class ServeSettings(BaseSettings):
 _REQUIREMENTS = {
     **{name: "a positive integer" for name, info in ServeSettings.model_fields.items() if info.annotation is int},
     "threads": "a positive integer or 'auto'",
-    "request_timeout_s": "a finite number of seconds > 0",
+    **{name: "a finite number of seconds > 0" for name in ("request_timeout_s", "body_timeout_s", "keep_alive_timeout_s")},
     "max_wait_ms": "a finite number of milliseconds >= 0",
 }
 
@@ -314,14 +336,16 @@ class ErrorResponse(BaseModel):
 
 
 class ApiError(Exception):
-    """An error answered as ``{"error": {"type", "message"}}`` with ``status``."""
+    """An error answered as ``{"error": {"type", "message"}}`` with ``status`` (and extra response ``headers``)."""
 
-    def __init__(self, status: int, type: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, status: int, type: str, message: str, details: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.type = type
         self.message = message
         self.details = details
+        self.headers = headers
 
 
 _STATUS_TYPES = {
@@ -394,21 +418,102 @@ def _set_worker_threads(threads: int) -> None:
         pass
 
 
-def _worker_readers(reader: Reader, workers: int) -> list[Reader]:
-    """One reader per worker: the first is ``reader``; the others share its model but own a copy of the tokenizer.
+class _Abandoned(Exception):
+    """Raised in a worker thread between forward passes once nobody waits for the micro-batch's answers."""
 
-    A fast tokenizer is not safe to call from two threads at once ("Already
-    borrowed"), while a model in inference mode is; other reader-like objects
-    (test doubles) are shared as they are.
+
+# The stop signal of the micro-batch that the current worker thread runs (set by _answer_batch).
+_batch_state = threading.local()
+
+
+def _stop_if_abandoned() -> None:
+    """Raise :class:`_Abandoned` if this thread's micro-batch has been given up by all its callers."""
+    abandoned: threading.Event | None = getattr(_batch_state, "abandoned", None)
+    if abandoned is not None and abandoned.is_set():
+        raise _Abandoned
+
+
+class _StoppableReader(Reader):
+    """A worker's reader that stops between forward passes when its micro-batch is no longer wanted.
+
+    The check sits in :meth:`logits`, the one loop over the model (``batch_size``
+    windows per pass), so a request with thousands of windows stops within one
+    pass of its caller's timeout instead of keeping the worker, and every request
+    queued behind it, busy to the end.
     """
-    readers = [reader]
-    for _ in range(1, workers):
-        if isinstance(reader, Reader):
-            clone = copy.copy(reader)
-            clone.tokenizer = copy.deepcopy(reader.tokenizer)
-            readers.append(clone)
-        else:
+
+    def logits(self, features: Features, batch_size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        _stop_if_abandoned()
+        for batch in super().logits(features, batch_size):
+            yield batch
+            _stop_if_abandoned()  # before the next pass: the caller's deadline may have passed during this one
+
+
+def _answer_batch(reader: Reader, requests: list[QARequest], abandoned: threading.Event) -> list[ReaderResult]:
+    """``reader.answer_batch(requests)`` in a worker thread, stopped early once ``abandoned`` is set.
+
+    Args:
+        reader: The worker's reader; a :class:`_StoppableReader` raises :class:`_Abandoned`
+            between forward passes once ``abandoned`` is set, other readers run to the end.
+        requests: The questions to answer.
+        abandoned: Set (on the event loop) when every caller has stopped waiting; see :func:`_abandoned_event`.
+    """
+    _batch_state.abandoned = abandoned
+    try:
+        return reader.answer_batch(requests)
+    finally:
+        _batch_state.abandoned = None
+
+
+def _abandoned_event(jobs: Sequence[_Job]) -> threading.Event:
+    """An event that is set once every job's future is done: answered, or given up (timed out, cancelled).
+
+    A thread-safe event rather than the futures themselves, because the worker
+    thread reads it while the event loop settles the futures.
+
+    Args:
+        jobs: The jobs answered by one run of the model.
+    """
+    event = threading.Event()
+
+    def check(_: asyncio.Future[list[ReaderResult]]) -> None:
+        if all(job.future.done() for job in jobs):
+            event.set()
+
+    for job in jobs:
+        job.future.add_done_callback(check)
+    return event
+
+
+def _worker_readers(reader: Reader, workers: int) -> list[Reader]:
+    """One reader per worker, all sharing ``reader``'s model.
+
+    A plain :class:`Reader` becomes a :class:`_StoppableReader` for each worker,
+    so abandoned micro-batches stop between forward passes; a subclass of Reader
+    is used as it is (its own behaviour kept; it stops between jobs only). The
+    first worker keeps ``reader``'s tokenizer, the others own a copy: a fast
+    tokenizer is not safe to call from two threads at once ("Already borrowed"),
+    while a model in inference mode is. Other reader-like objects (test doubles)
+    are shared as they are.
+
+    Args:
+        reader: The reader to serve.
+        workers: How many micro-batch workers run at once.
+    """
+    readers: list[Reader] = []
+    for i in range(workers):
+        if not isinstance(reader, Reader):
             readers.append(reader)
+            continue
+        tokenizer = reader.tokenizer if i == 0 else copy.deepcopy(reader.tokenizer)
+        if type(reader) is Reader:
+            readers.append(_StoppableReader(None, tokenizer, reader.config, batch_size=reader.batch_size, backend=reader.backend))
+        elif i == 0:
+            readers.append(reader)
+        else:
+            clone = copy.copy(reader)
+            clone.tokenizer = tokenizer
+            readers.append(clone)
     return readers
 
 
@@ -420,6 +525,10 @@ class MicroBatcher:
     questions), and runs ``reader.answer_batch`` on all of them in a thread of
     its own with ``threads`` intra-op threads (:func:`resolve_threads`); each
     request keeps its own ``top_k`` / ``max_answer_length`` / ``handle_impossible``.
+
+    Work nobody waits for is dropped: jobs whose callers timed out while queued
+    are skipped, and a running micro-batch stops between forward passes once all
+    its callers have given up (``abandoned`` in :attr:`stats`).
     """
 
     def __init__(self, reader: Reader, settings: ServeSettings, metrics: ServeMetrics | None = None) -> None:
@@ -441,6 +550,7 @@ class MicroBatcher:
         self.questions = 0
         self.requests = 0
         self.largest_batch = 0
+        self.abandoned = 0
 
     @property
     def waiting(self) -> int:
@@ -454,6 +564,7 @@ class MicroBatcher:
             "requests": self.requests,
             "questions": self.questions,
             "largest_batch": self.largest_batch,
+            "abandoned": self.abandoned,
             "mean_batch": round(self.questions / self.batches, 3) if self.batches else 0.0,
             "waiting": self._pending_items,
             "workers": self.workers,
@@ -554,7 +665,10 @@ class MicroBatcher:
             self.metrics.batch_size.observe(len(flat))
         started = time.perf_counter()
         try:
-            results = await loop.run_in_executor(executor, reader.answer_batch, flat)
+            results = await loop.run_in_executor(executor, _answer_batch, reader, flat, _abandoned_event(jobs))
+        except _Abandoned:
+            self._note_abandoned(len(flat))
+            return
         except Exception as err:
             if len(jobs) == 1:
                 _settle(jobs[0], error=err)
@@ -564,7 +678,9 @@ class MicroBatcher:
                 if job.future.done():
                     continue
                 try:
-                    _settle(job, await loop.run_in_executor(executor, reader.answer_batch, job.requests))
+                    _settle(job, await loop.run_in_executor(executor, _answer_batch, reader, job.requests, _abandoned_event([job])))
+                except _Abandoned:
+                    self._note_abandoned(len(job.requests))
                 except Exception as job_err:
                     _settle(job, error=job_err)
             return
@@ -575,6 +691,11 @@ class MicroBatcher:
         for job in jobs:
             _settle(job, results[lo : lo + len(job.requests)])
             lo += len(job.requests)
+
+    def _note_abandoned(self, questions: int) -> None:
+        """Count and log a micro-batch stopped because every caller had given up."""
+        self.abandoned += 1
+        logger.info("stopped a micro-batch of %d question(s) early: every caller had given up waiting", questions)
 
 
 def _settle(job: _Job, results: list[ReaderResult] | None = None, error: BaseException | None = None) -> None:
@@ -589,7 +710,38 @@ def _settle(job: _Job, results: list[ReaderResult] | None = None, error: BaseExc
 # --------------------------------------------------------------------------- request parsing
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _require_json(request: Request) -> None:
+    """Refuse a POST body that is not declared ``application/json`` with 415 (parameters such as ``; charset=utf-8`` are fine).
+
+    Why: a web page on another origin can POST without a CORS preflight only as
+    ``text/plain``, a form type or with no Content-Type at all (a "simple
+    request"); refusing those keeps any web page from making a server on
+    localhost run the model. An app-wide dependency, so every POST endpoint has it.
+
+    Args:
+        request: The incoming request.
+    """
+    if request.method != "POST":
+        return
+    declared = request.headers.get("content-type")
+    media_type = (declared or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        got = f"got {declared!r}" if declared else "the request has no Content-Type header"
+        raise ApiError(415, "unsupported_media_type", f"POST {request.url.path} takes Content-Type: application/json; {got}")
+
+
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, refused with 413 over ``limit`` bytes and with 408 when it takes over ``timeout`` seconds.
+
+    uvicorn waits for a body as long as the client keeps the connection open, so
+    without the deadline a client that sends headers and then stalls or
+    trickles the body would hold a connection and a request task forever.
+
+    Args:
+        request: The incoming request.
+        limit: Most bytes accepted: checked on Content-Length, then on the bytes read (chunked bodies have no length).
+        timeout: Seconds the whole body may take to arrive after the headers.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -598,6 +750,21 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise ApiError(400, "bad_request", f"invalid Content-Length header {declared!r}") from None
         if size > limit:
             raise ApiError(413, "payload_too_large", f"request body is {size} bytes; the limit is {limit} bytes")
+    try:
+        return await asyncio.wait_for(_read_chunks(request, limit), timeout)
+    except asyncio.TimeoutError:
+        # Close the connection: the rest of the body may still come, and a stalled client should not keep it.
+        raise ApiError(408, "body_timeout", f"the request body did not arrive within {timeout:g} s",
+                       headers={"Connection": "close"}) from None
+
+
+async def _read_chunks(request: Request, limit: int) -> bytes:
+    """The body as it streams in, refused with 413 as soon as it passes ``limit`` bytes.
+
+    Args:
+        request: The incoming request.
+        limit: Most bytes accepted.
+    """
     chunks: list[bytes] = []
     read = 0
     try:
@@ -612,6 +779,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _parse_json(body: bytes) -> Any:
+    """The decoded JSON body; malformed, non-UTF-8, too deeply nested JSON and over-long integers are 400.
+
+    Args:
+        body: The raw request body.
+    """
     if not body.strip():
         raise ApiError(400, "invalid_json", "empty request body; expected a JSON object")
     try:
@@ -622,7 +794,9 @@ def _parse_json(body: bytes) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})") from None
-    except RecursionError:
+    except ValueError:  # not a JSONDecodeError (caught above): an integer over Python's digit limit
+        raise ApiError(400, "invalid_json", f"request body has an integer with more than {sys.get_int_max_str_digits()} digits") from None
+    except RecursionError:  # json's parser recurses once per nested list or object
         raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
 
 
@@ -633,15 +807,24 @@ def _check_text(value: str, where: str) -> None:
         raise ApiError(422, "validation_error", f"{where}: contains an unpaired surrogate escape (e.g. \\ud800); send valid Unicode text") from None
 
 
+def _number(value: int) -> str:
+    """``value`` for an error message; a huge one (JSON allows thousands of digits) by its length only."""
+    text = str(value)
+    return text if len(text) <= 20 else f"a {len(text.lstrip('-'))}-digit number"
+
+
 def _to_request(item: QuestionRequest, where: str, settings: ServeSettings) -> QARequest:
     prefix = f"{where}: " if where else ""
     if item.top_k > settings.max_top_k:
-        raise ApiError(422, "validation_error", f"{prefix}top_k is {item.top_k}; the limit is {settings.max_top_k}")
+        raise ApiError(422, "validation_error", f"{prefix}top_k is {_number(item.top_k)}; the limit is {settings.max_top_k}")
     if item.max_answer_length is not None and item.max_answer_length > settings.max_answer_length:
         raise ApiError(422, "validation_error",
-                       f"{prefix}max_answer_length is {item.max_answer_length}; the limit is {settings.max_answer_length} tokens")
+                       f"{prefix}max_answer_length is {_number(item.max_answer_length)}; the limit is {settings.max_answer_length} tokens")
     if item.documents is not None and len(item.documents) > settings.max_documents:
         raise ApiError(422, "too_many_documents", f"{prefix}{len(item.documents)} documents; the limit is {settings.max_documents}")
+    if len(item.question) > settings.max_question_chars:
+        raise ApiError(413, "question_too_long",
+                       f"{prefix}question has {len(item.question)} characters; the limit is {settings.max_question_chars}")
     texts = [("context", item.context)] if item.context is not None else [(f"documents[{i}]", d) for i, d in enumerate(item.documents or [])]
     for name, text in texts:
         if text is not None and len(text) > settings.max_context_chars:
@@ -847,6 +1030,7 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
         version=__version__,
         description="Extractive question answering: the answer is a span of the text you send.",
         lifespan=lifespan,
+        dependencies=[Depends(_require_json)],
     )
     app.state.reader = reader
     app.state.settings = settings
@@ -856,7 +1040,7 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         _note_error(request, exc.type)
-        return error_response(exc.status, exc.type, exc.message, exc.details)
+        return error_response(exc.status, exc.type, exc.message, exc.details, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -882,7 +1066,9 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
 
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorResponse, "description": "Malformed JSON or non-UTF-8 body"},
-        413: {"model": ErrorResponse, "description": "Body or a context over the size limit"},
+        408: {"model": ErrorResponse, "description": "The body did not arrive within the body timeout"},
+        413: {"model": ErrorResponse, "description": "Body, a question or a context over the size limit"},
+        415: {"model": ErrorResponse, "description": "Content-Type is not application/json"},
         422: {"model": ErrorResponse, "description": "Missing fields, wrong types, empty question, too many questions"},
         503: {"model": ErrorResponse, "description": "Too many questions waiting"},
         504: {"model": ErrorResponse, "description": "No answer within the request timeout"},
@@ -907,7 +1093,7 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
         """Send `{"question", "context"}` (or `"documents"` to rank answers across several texts), or
         `{"questions": [...]}` for several at once. Answers are spans of the given text with their
         character offsets and probabilities."""
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         requests, batched = parse_payload(_parse_json(body), settings)
         try:
             results = await batcher.submit(requests, settings.request_timeout_s)
@@ -974,6 +1160,15 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
     return app
 
 
+def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
+    """The uvicorn options (for ``uvicorn.run`` or ``uvicorn.Config``) that apply ``settings`` to connections.
+
+    Args:
+        settings: The server settings; ``keep_alive_timeout_s`` closes idle keep-alive connections.
+    """
+    return {"timeout_keep_alive": settings.keep_alive_timeout_s, "server_header": False}
+
+
 def run_server(
     model: str,
     host: str = "127.0.0.1",
@@ -1009,4 +1204,4 @@ def run_server(
     app = create_app(reader, settings, model_name=str(model))
     batcher = app.state.batcher
     logger.info("%d micro-batch worker(s), %d intra-op thread(s) each (%d usable cores)", batcher.workers, batcher.threads, usable_cores())
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5, server_header=False)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options(settings))
