@@ -239,7 +239,7 @@ def test_invalid_requests_are_422(small_client, payload):
 
 
 def test_json_null_is_422(small_client):
-    assert_error(small_client.post("/answer", content=b"null"), 422, "validation_error")
+    assert_error(small_client.post("/answer", content=b"null", headers={"content-type": "application/json"}), 422, "validation_error")
 
 
 def test_validation_errors_name_the_field(small_client):
@@ -252,7 +252,7 @@ def test_validation_errors_name_the_field(small_client):
 
 def test_lone_surrogate_is_422(small_client):
     body = b'{"question": "Who\\ud800?", "context": "Some text here."}'
-    assert_error(small_client.post("/answer", content=body), 422, "validation_error")
+    assert_error(small_client.post("/answer", content=body, headers={"content-type": "application/json"}), 422, "validation_error")
     assert_still_serving(small_client)
 
 
@@ -284,7 +284,7 @@ def test_body_over_the_limit_without_content_length_is_413(small_client):
 
 
 def test_lying_content_length_is_400(small_client):
-    response = small_client.post("/answer", content=json.dumps(GOOD).encode(), headers={"content-length": "abc"})
+    response = small_client.post("/answer", content=json.dumps(GOOD).encode(), headers={"content-length": "abc", "content-type": "application/json"})
     assert_error(response, 400, "bad_request")
     assert_still_serving(small_client)
 
@@ -495,12 +495,12 @@ def test_limits_over_a_real_socket(reader):
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         big = json.dumps({"question": "Who?", "context": "word " * 100_000}).encode()  # 500 kB
         with httpx.Client(base_url=url, timeout=30, trust_env=False) as client:
-            assert_error(client.post("/answer", content=big), 413, "payload_too_large")
+            assert_error(client.post("/answer", content=big, headers={"content-type": "application/json"}), 413, "payload_too_large")
             assert client.post("/answer", json=GOOD).status_code == 200
             chunks = (big[i : i + 4096] for i in range(0, len(big), 4096))
-            assert_error(client.post("/answer", content=chunks), 413, "payload_too_large")
+            assert_error(client.post("/answer", content=chunks, headers={"content-type": "application/json"}), 413, "payload_too_large")
             assert client.post("/answer", json=GOOD).status_code == 200
-            assert_error(client.post("/answer", content=b"\xc3\x28"), 400, "invalid_encoding")
+            assert_error(client.post("/answer", content=b"\xc3\x28", headers={"content-type": "application/json"}), 400, "invalid_encoding")
             assert client.get("/health").status_code == 200
     finally:
         server.should_exit = True

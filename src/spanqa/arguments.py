@@ -148,6 +148,7 @@ class SpanQATrainingArguments(TrainingArguments):
     def __post_init__(self) -> None:
         import torch
 
+        self._check_counts()
         if not torch.accelerator.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; avoids a warning per epoch
             # Say the device is the CPU: under torchrun accelerate otherwise runs each process alone
@@ -161,6 +162,18 @@ class SpanQATrainingArguments(TrainingArguments):
             # Nothing is evaluated, so there is no best checkpoint to keep: the last one is the model.
             self.load_best_model_at_end = False
         super().__post_init__()
+
+    def _check_counts(self) -> None:
+        """Sizes and counts TrainingArguments takes on trust (a batch of 0 fails deep in a DataLoader)."""
+        positive = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
+        if not self.num_train_epochs > 0 and self.max_steps <= 0:  # also refuses NaN
+            raise ConfigError(f"--num_train_epochs must be a positive number (or set --max_steps), got {self.num_train_epochs!r}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(f"--learning_rate must be a positive number, got {self.learning_rate!r}")
 
     def spanqa_config(self, **settings: Any) -> SpanQAConfig:
         """The window and decoding settings of these arguments as ``spanqa.json`` holds them, validated.

@@ -35,6 +35,7 @@ __all__ = [
     "OnnxBackend",
     "ONNX_FILE",
     "MODEL_INPUTS",
+    "check_batch_size",
     "choose_backend",
     "import_onnxruntime",
     "pick_device",
@@ -83,10 +84,31 @@ def pick_device(device: str | None = None) -> torch.device:
     import torch
 
     if device:
-        return torch.device(device)
+        return _check_device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def _check_device(name: str) -> torch.device:
+    """``torch.device(name)`` if this machine has it, else a ConfigError saying what it has."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps{did_you_mean(name, ('cpu', 'cuda', 'mps'))}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "this torch is a CPU-only build" if torch.version.cuda is None else "torch sees no CUDA GPU"
+            raise ConfigError(f"device {name!r}: {build}; use device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: there are {torch.cuda.device_count()} CUDA GPUs (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r}: Apple's MPS is not available on this machine; use device cpu")
+    elif device.type not in ("cpu", "cuda", "mps") and not hasattr(torch, device.type):
+        raise ConfigError(f"device {name!r}: this torch has no {device.type} support; use cpu, cuda or mps")
+    return device
 
 
 def default_precision(device: torch.device) -> Precision:
@@ -99,6 +121,13 @@ def default_precision(device: torch.device) -> Precision:
         device: The device the model runs on.
     """
     return "bf16" if device.type == "cuda" and cuda_has_bf16() else "fp32"
+
+
+def check_batch_size(batch_size: int) -> int:
+    """``batch_size`` if it is a positive integer (windows per forward pass), else a ConfigError."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size (windows per forward pass) must be a positive integer, got {batch_size!r}")
+    return batch_size
 
 
 def check_precision(dtype: str | None) -> Precision | None:

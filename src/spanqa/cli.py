@@ -48,6 +48,11 @@ def user_errors(func: F) -> F:
         except FileNotFoundError as err:
             typer.echo(f"error: {err.filename or err}: file not found", err=True)
             raise typer.Exit(1) from None
+        except OSError as err:  # a full disk, a read-only folder, a folder given as a file, ...
+            from .io import describe_os_error
+
+            typer.echo(f"error: {describe_os_error(err)}", err=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
@@ -108,6 +113,7 @@ LangOpt = typer.Option(
 BackendOpt = typer.Option(
     "auto", "--backend", help="What runs the model: 'auto' (ONNX Runtime for a `spanqa export` folder, else PyTorch), 'torch' or 'onnx'."
 )
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace the results of an earlier run at the output path.")
 DtypeOpt = typer.Option(
     None, "--dtype", help="PyTorch precision: bf16, fp16 or fp32 (default: bf16 on GPUs that support it, else fp32)."
 )
@@ -125,11 +131,15 @@ def score(
     no_answer_marker: Optional[str] = MarkerOpt,
     on_mismatch: str = MismatchOpt,
     out_file: Optional[Path] = typer.Option(None, "--out-file", "-o", help="Also write the metrics JSON here."),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Score a predictions file against gold data with the official SQuAD v1.1/v2.0 definitions."""
     from .data import load_examples
-    from .io import read_json, write_json
+    from .io import check_new_file, read_json, write_json
     from .metrics import score_predictions
+
+    if out_file:
+        check_new_file(out_file, overwrite)
 
     dataset = load_examples(data, columns=_columns(columns, no_answer_marker), on_mismatch=on_mismatch)  # type: ignore[arg-type]
     preds = _read_mapping(predictions, read_json, str)
@@ -144,10 +154,7 @@ def score(
 def _read_mapping(path: Path, read_json: Callable[[Path], Any], kind: type) -> dict[str, Any]:
     from .errors import DataError
 
-    try:
-        obj = read_json(path)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    obj = read_json(path)  # names the file when it is a folder, not UTF-8 or not JSON
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a JSON object {{id: value}}, got a JSON {type(obj).__name__}")
     for key, value in obj.items():
@@ -184,6 +191,7 @@ def evaluate_cmd(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda if available)."),
     backend: str = BackendOpt,
     dtype: Optional[str] = DtypeOpt,
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Run a QA model over a dataset; write predictions, n-best, null odds and metrics."""
     from .evaluate import evaluate
@@ -207,6 +215,7 @@ def evaluate_cmd(
         null_threshold=null_threshold,
         tune_threshold=tune_threshold,
         save_threshold=save_threshold,
+        overwrite=overwrite,
         progress=True,
     )
     typer.echo(json.dumps(result.metrics, indent=2))
@@ -257,10 +266,13 @@ def data_convert(
     columns: Optional[str] = ColumnsOpt,
     no_answer_marker: Optional[str] = MarkerOpt,
     on_mismatch: str = MismatchOpt,
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Convert any supported layout to SQuAD JSON or JSONL (validated on the way)."""
     from .data import load_examples, save_examples
+    from .io import check_new_file
 
+    check_new_file(target, overwrite)
     dataset = load_examples(source, columns=_columns(columns, no_answer_marker), on_mismatch=on_mismatch)  # type: ignore[arg-type]
     save_examples(dataset.examples, target, version_2=dataset.version_2)
     typer.echo(f"wrote {len(dataset)} examples to {target}")
@@ -326,8 +338,10 @@ def ask(
     if context_file is not None:
         try:
             context = context_file.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"{context_file}: not UTF-8 text") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{context_file}: not UTF-8 text (byte {err.start}); convert it first, e.g. iconv -t UTF-8") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{context_file}: is a folder; --context-file takes a text file") from None
     reader = Reader.from_pretrained(model, device=device, backend=backend, dtype=dtype)  # type: ignore[arg-type]  # checked there
     result = reader(question, context, top_k=top_k, max_answer_length=max_answer_length, handle_impossible=handle_impossible)
     if as_json:
@@ -357,15 +371,18 @@ def predict(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
     backend: str = BackendOpt,
     dtype: Optional[str] = DtypeOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed or interrupted run into OUT from its finished questions."),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
-    """Answer every question of a data file; JSONL out, streamed, with a progress bar."""
-    from .predict import predict_file
+    """Answer every question of a data file; JSONL out, streamed, with a progress bar; resumable."""
+    from .predict import check_output, predict_file
     from .reader import Reader
 
+    check_output(out, resume=resume, overwrite=overwrite)  # before the model loads
     reader = Reader.from_pretrained(model, device=device, batch_size=batch_size, backend=backend, dtype=dtype)  # type: ignore[arg-type]  # checked there
     count = predict_file(
         reader, data, out, columns=_columns(columns, None), top_k=top_k, max_answer_length=max_answer_length,
-        handle_impossible=handle_impossible, progress=True,
+        handle_impossible=handle_impossible, progress=True, resume=resume, overwrite=overwrite,
     )
     typer.echo(f"wrote {count} predictions to {out}")
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 from .io import write_json
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,13 +106,48 @@ class SpanQAConfig:
             return cls()
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}: not valid JSON ({err.msg})") from None
-        known = {f.name for f in fields(cls)}
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as err:
+            raise ConfigError(f"{path}: not valid JSON ({getattr(err, 'msg', None) or first_line(err)})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object of settings, got a JSON {type(data).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        for key, value in data.items():
+            if key in known and not _has_type(value, known[key].type):
+                raise ConfigError(f"{path}: {key!r} must be {_TYPE_WORDS[str(known[key].type)]}, got {value!r}")
         extra = {k: v for k, v in data.items() if k not in known}
         config = cls(**{k: v for k, v in data.items() if k in known})
         config.extra.update(extra)
-        return config
+        try:
+            return config.updated()
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "str | None": "a string or null",
+    "dict[str, Any]": "a JSON object",
+}
+"""How an error names each field type of SpanQAConfig (annotations are strings here)."""
+
+
+def _has_type(value: Any, annotation: Any) -> bool:
+    """Whether a JSON value fits a SpanQAConfig field's annotation (bools are not numbers)."""
+    kind = str(annotation)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "str | None":
+        return value is None or isinstance(value, str)
+    return isinstance(value, dict)
 
 
 _SETTING_NAMES = frozenset(f.name for f in fields(SpanQAConfig)) - {"spanqa_version", "data_fingerprint", "extra"}

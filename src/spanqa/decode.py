@@ -36,6 +36,8 @@ class DecodeConfig:
             raise ConfigError(f"n_best must be >= 1, got {self.n_best}")
         if self.max_answer_length < 1:
             raise ConfigError(f"max_answer_length must be >= 1 token, got {self.max_answer_length}")
+        if self.null_threshold != self.null_threshold:  # NaN compares false with every score: no rule at all
+            raise ConfigError("null_threshold must be a number, got nan")
 
 
 def abstains(null_score: float, best_score: float, threshold: float) -> bool:
@@ -298,7 +300,7 @@ class SpanDecoder:
         )
 
 
-_ASCII_KINDS = np.frombuffer("".join("s" if chr(c).isspace() else "t" for c in range(128)).encode("ascii"), dtype=np.uint8)
+_ASCII_KINDS = np.frombuffer(bytes(ord("s") if chr(c).isspace() else ord("t") for c in range(0x80)), dtype=np.uint8)
 """Each ASCII character's kind for _char_maps: ``s`` (space) or ``t`` (text)."""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["SpanQAError", "DataError", "ConfigError", "ModelError", "did_you_mean", "first_line"]
+__all__ = ["SpanQAError", "DataError", "ConfigError", "ModelError", "OutputError", "did_you_mean", "first_line"]
 
 
 class SpanQAError(Exception):
@@ -23,6 +23,11 @@ class DataError(SpanQAError, ValueError):
 
 class ConfigError(SpanQAError, ValueError):
     """An option or configuration value is invalid."""
+
+
+class OutputError(SpanQAError):
+    """An output cannot be written (full disk, read-only folder, a file where a folder should be, ...)
+    or would replace finished work."""
 
 
 class ModelError(SpanQAError):

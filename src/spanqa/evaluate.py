@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from .backends import BackendName, Precision
 from .config import SpanQAConfig
 from .data import ColumnMapping, MismatchPolicy, QADataset, QAExample, load_examples
 from .decode import ExamplePrediction
-from .io import write_json
+from .io import atomic_folder, write_json
 from .metrics import ScoreReport, score_predictions
 from .reader import Reader
 
@@ -24,6 +25,7 @@ __all__ = [
     "tune_null_threshold",
     "with_null_threshold",
     "write_prediction_files",
+    "check_output_folder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -95,39 +97,85 @@ def score_decoded(
     return score_predictions(examples, texts, na_probs, version_2=version_2, na_prob_thresh=float("inf"), lang=lang)
 
 
+EVALUATION_FILES = ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json")
+"""What :func:`write_prediction_files` writes: a folder holding only these is an evaluation folder."""
+
+MODEL_FILES = ("config.json", "spanqa.json", "model.safetensors", "model.safetensors.index.json", "model.onnx")
+
+
+def check_output_folder(output_dir: str | Path, overwrite: bool = False) -> Path:
+    """``output_dir`` if evaluation files may go there: a new or empty folder, or (with ``overwrite``)
+    an earlier evaluation's folder. Checked before any work, so a long run never ends in a refusal.
+
+    Args:
+        output_dir: The folder for the evaluation files.
+        overwrite: Replace an earlier evaluation's files.
+
+    Raises:
+        OutputError: It is a file, a model folder (its training ``metrics.json`` would be replaced),
+            a folder with other files, or an earlier evaluation and ``overwrite`` is False.
+    """
+    from .errors import OutputError
+
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file; the output must be a folder (for {', '.join(EVALUATION_FILES)})")
+    if not out.exists():
+        return out
+    entries = sorted(entry.name for entry in out.iterdir())
+    if any(name in MODEL_FILES for name in entries):
+        raise OutputError(f"{out}: is a model folder; evaluation files would replace its metrics.json. Choose another folder, e.g. {out / 'eval'}")
+    others = [name for name in entries if name not in EVALUATION_FILES]
+    if others:
+        raise OutputError(f"{out}: holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); choose a new or empty folder")
+    if entries and not overwrite:
+        raise OutputError(f"{out}: holds an earlier evaluation ({', '.join(entries)}); pass --overwrite to replace it, or choose another folder")
+    return out
+
+
 def write_prediction_files(
     output_dir: str | Path,
     predictions: Sequence[ExamplePrediction],
     metrics: Mapping[str, Any] | None,
     *,
     version_2: bool,
+    overwrite: bool = False,
 ) -> Path:
-    """``predictions.json``, ``nbest_predictions.json``, ``null_odds.json`` (v2), ``metrics.json``; each atomic."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "predictions.json", {p.id: p.text for p in predictions})
-    write_json(
-        out / "nbest_predictions.json",
-        {
-            p.id: [
-                {
-                    "text": s.text,
-                    "start": s.start,
-                    "end": s.end,
-                    "probability": s.score,
-                    "start_logit": s.start_logit,
-                    "end_logit": s.end_logit,
-                }
-                for s in p.candidates
-            ]
-            for p in predictions
-        },
-        indent=None,
-    )
-    if version_2:
-        write_json(out / "null_odds.json", {p.id: p.null_odds for p in predictions})
-    if metrics is not None:
-        write_json(out / "metrics.json", dict(metrics))
+    """``predictions.json``, ``nbest_predictions.json``, ``null_odds.json`` (v2) and ``metrics.json``, swapped in as one set.
+
+    Args:
+        output_dir: A new or empty folder, or an earlier evaluation's (see :func:`check_output_folder`).
+        predictions: The decoded predictions.
+        metrics: The scores, or None to write none.
+        version_2: Whether to write ``null_odds.json`` (the official v2 script's na-prob file).
+        overwrite: Replace an earlier evaluation's files.
+    """
+    out = check_output_folder(output_dir, overwrite)
+    with atomic_folder(out) as staging:
+        write_json(staging / "predictions.json", {p.id: p.text for p in predictions})
+        write_json(
+            staging / "nbest_predictions.json",
+            {
+                p.id: [
+                    {
+                        "text": s.text,
+                        "start": s.start,
+                        "end": s.end,
+                        "probability": s.score,
+                        "start_logit": s.start_logit,
+                        "end_logit": s.end_logit,
+                    }
+                    for s in p.candidates
+                ]
+                for p in predictions
+            },
+            indent=None,
+        )
+        if version_2:
+            # A question without any candidate has infinite odds; JSON has no infinity, the largest float keeps the order.
+            write_json(staging / "null_odds.json", {p.id: max(-sys.float_info.max, min(p.null_odds, sys.float_info.max)) for p in predictions})
+        if metrics is not None:
+            write_json(staging / "metrics.json", dict(metrics))
     return out
 
 
@@ -152,6 +200,7 @@ def evaluate(
     null_threshold: float | None = None,
     tune_threshold: bool = False,
     save_threshold: bool = False,
+    overwrite: bool = False,
     progress: bool = False,
 ) -> EvaluationResult:
     """Predict every question of ``data`` with ``model`` and score the answers.
@@ -179,14 +228,18 @@ def evaluate(
         tune_threshold: Also find the F1-maximising null threshold (v2 data) and report both.
         save_threshold: Tune the threshold (implies ``tune_threshold``) and store it in the
             model folder's ``spanqa.json`` so Reader, predict and serve apply it.
+        overwrite: Replace an earlier evaluation's files in ``output_dir``.
         progress: Show a progress bar.
 
     Raises:
         ConfigError: threshold tuning on data without unanswerable questions, or saving
             a threshold without a local model folder; both checked before predicting.
+        OutputError: ``output_dir`` may not be written (see :func:`check_output_folder`); checked first.
     """
     from .errors import ConfigError
 
+    if output_dir is not None:
+        check_output_folder(output_dir, overwrite)
     tune_threshold = tune_threshold or save_threshold
     save_folder = _threshold_folder(model) if save_threshold else None
     dataset = data if isinstance(data, QADataset) else load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split)
@@ -213,7 +266,7 @@ def evaluate(
         metrics = threshold_metrics(tuning)
     out = None
     if output_dir is not None:
-        out = write_prediction_files(output_dir, predictions, metrics, version_2=v2)
+        out = write_prediction_files(output_dir, predictions, metrics, version_2=v2, overwrite=overwrite)
     return EvaluationResult(metrics, predictions, report, out, tuning)
 
 

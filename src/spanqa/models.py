@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,9 +45,28 @@ def resolve_model(name: str | os.PathLike[str], require_config: bool = True) -> 
         if require_config and not (path / "config.json").exists():
             raise ModelError(f"{text}: no config.json in this folder; is it a Hugging Face model folder?")
         return str(path)
-    if text.startswith((".", "/", "~")) or os.sep in text.strip("/") and text.count("/") > 1:
-        raise ModelError(f"{text}: model folder not found{did_you_mean(text, MODEL_ALIASES)}")
+    if text.startswith((".", "/", "~")) or os.sep in text.strip("/") and text.count("/") > 1 or not _HUB_ID.fullmatch(text):
+        raise ModelError(f"{text}: model folder not found{_near_folder(path) or did_you_mean(text, MODEL_ALIASES)}")
+    near = _near_folder(path)
+    if near:
+        # Checked before the hub is asked: offline, asking takes 25-50 s of retries to fail.
+        raise ModelError(f"{text}: no such model folder here{near}; a hub id would be owner/name")
     return text  # a hub id; from_pretrained reports if it cannot be fetched
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?")
+"""What the Hub accepts as a repository id (``name`` or ``owner/name``); anything else is meant as a path."""
+
+
+def _near_folder(path: Path) -> str:
+    """' (did you mean ./x?)' when a local folder is named like ``path``, else ''."""
+    parent = path.parent if str(path.parent) not in ("", ".") else Path(".")
+    try:
+        folders = [p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, folders, n=1, cutoff=0.8)
+    return f" (did you mean {parent / close[0]}?)" if close else ""
 
 
 def _offline_hint(name: str, err: Exception) -> ModelError:
@@ -54,12 +75,23 @@ def _offline_hint(name: str, err: Exception) -> ModelError:
     return ModelError(f"cannot load model {name!r}: {first} (embedded aliases: {aliases}){did_you_mean(name, MODEL_ALIASES)}")
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+"""A folder holds a tokenizer when it has one of these (or another SentencePiece ``*.model``)."""
+
+
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     from .features import check_tokenizer
 
     path = resolve_model(name, require_config=False)
+    folder = Path(path)
+    if folder.is_dir() and not any((folder / file).is_file() for file in TOKENIZER_FILES) and not any(folder.glob("*.model")):
+        # transformers would build a near-empty tokenizer from config.json alone, and every answer would be noise.
+        raise ModelError(
+            f"{name}: no tokenizer files in this folder (expected one of {', '.join(TOKENIZER_FILES)}); "
+            "save the tokenizer beside the model (tokenizer.save_pretrained(folder))"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -77,6 +109,7 @@ def load_qa_model(name: str, *, attention_dropout: float | None = None, **kwargs
     ``attention_dropout`` overrides the model's attention-probability dropout
     under whatever name its config uses.
     """
+    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
     path = resolve_model(name)
@@ -99,4 +132,6 @@ def load_qa_model(name: str, *, attention_dropout: float | None = None, **kwargs
         raise _offline_hint(str(name), err) from None
     except OSError as err:
         raise _offline_hint(str(name), err) from None
+    except SafetensorError as err:  # a truncated or corrupt weights file
+        raise ModelError(f"{path}: its model.safetensors cannot be read ({first_line(err)}); the file is truncated or corrupt, copy it again") from None
     return model

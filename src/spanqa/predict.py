@@ -1,17 +1,33 @@
-"""Batch prediction over a data file, streamed to JSONL."""
+"""Batch prediction over a data file, streamed to JSONL, resumable after a kill.
+
+Answers go, chunk by chunk, to ``.OUT.partial`` beside the output (each chunk written whole and
+synced), with the run's settings in ``.OUT.partial.json``. When every question is answered the
+partial file is renamed to OUT. A killed run leaves both behind; ``resume=True`` keeps the
+finished chunks and answers the rest, so the output equals an uninterrupted run's.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .data import ColumnMapping, MismatchPolicy, load_examples
-from .io import atomic_open
+from .data import ColumnMapping, MismatchPolicy, QAExample, load_examples
+from .errors import ConfigError, OutputError
+from .io import output_error, read_json, write_json
 from .reader import QARequest, Reader, _progress
 
-__all__ = ["predict_file"]
+__all__ = ["predict_file", "partial_paths", "check_output"]
+
+
+def partial_paths(out: str | Path) -> tuple[Path, Path]:
+    """The unfinished answers and the run's settings of a prediction into ``out``."""
+    out = Path(out)
+    return out.parent / f".{out.name}.partial", out.parent / f".{out.name}.partial.json"
 
 
 def predict_file(
@@ -27,10 +43,12 @@ def predict_file(
     handle_impossible: bool | None = None,
     chunk_size: int = 64,
     progress: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> int:
-    """Answer every question of ``data``; one JSON line per question, written as it is answered.
+    """Answer every question of ``data``; one JSON line per question, in the data's order.
 
-    The output file appears (atomically) only when every question is answered.
+    The output file appears (by a rename) only when every question is answered.
 
     Args:
         reader: The loaded model.
@@ -42,26 +60,116 @@ def predict_file(
         top_k: Answers kept per question.
         max_answer_length: Longest answer in tokens; default: the model's.
         handle_impossible: Allow "no answer"; default: as the model was trained.
-        chunk_size: Questions answered per batch.
+        chunk_size: Questions answered, then written and synced, at a time.
         progress: Show a progress bar.
+        resume: Continue an interrupted run into ``out`` (same data and settings).
+        overwrite: Replace an existing ``out`` and drop an interrupted run's answers.
 
     Returns:
-        The number of questions answered.
+        The number of questions answered (in this call and, with ``resume``, before it).
+
+    Raises:
+        OutputError: ``out`` exists, or an interrupted run's answers are there, and neither
+            ``overwrite`` nor (for the latter) ``resume`` was given; or ``out`` cannot be written.
+        ConfigError: ``resume`` with other data or settings than the interrupted run's.
     """
+    out = Path(out)
+    partial, settings_file = partial_paths(out)
+    check_output(out, resume=resume, overwrite=overwrite)
     dataset = load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split, require_answers=False)
     examples = dataset.examples
-    bar = _progress(len(examples), progress)
-    with atomic_open(out) as handle:
-        for lo in range(0, len(examples), chunk_size):
-            chunk = examples[lo : lo + chunk_size]
-            requests = [
-                QARequest(ex.question, ex.context, top_k=top_k, max_answer_length=max_answer_length, handle_impossible=handle_impossible, id=ex.id)
-                for ex in chunk
-            ]
-            for result in reader.answer_batch(requests):
-                record: dict[str, Any] = result.to_dict()
-                record.pop("document", None)
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            bar.update(len(chunk))
-    bar.close()
+    settings = _run_settings(reader, data, examples, top_k, max_answer_length, handle_impossible, chunk_size)
+    done = _resume_point(partial, settings_file, settings, len(examples)) if resume and partial.exists() else 0
+    try:
+        if not done:
+            write_json(settings_file, settings)
+        bar = _progress(len(examples), progress)
+        bar.update(done)
+        with open(partial, "a" if done else "w", encoding="utf-8") as handle:
+            for lo in range(done, len(examples), chunk_size):
+                chunk = examples[lo : lo + chunk_size]
+                handle.write("".join(_record(result) + "\n" for result in reader.answer_batch(_requests(chunk, top_k, max_answer_length, handle_impossible))))
+                handle.flush()
+                os.fsync(handle.fileno())  # a kill after this point keeps the chunk
+                bar.update(len(chunk))
+        bar.close()
+        os.replace(partial, out)
+        settings_file.unlink(missing_ok=True)
+    except OSError as err:
+        raise output_error(out, err) from None
     return len(examples)
+
+
+def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse, before loading anything, to replace finished work without ``overwrite``.
+
+    Args:
+        out: The JSONL file to write.
+        resume: Continue an interrupted run into ``out``.
+        overwrite: Replace an existing ``out`` or an interrupted run's answers.
+    """
+    out = Path(out)
+    partial = partial_paths(out)[0]
+    if resume and overwrite:
+        raise ConfigError("--resume continues an interrupted run and --overwrite starts over: give one of them")
+    if out.is_dir():
+        raise OutputError(f"cannot write {out}: is a folder, expected a file name (e.g. {out / 'predictions.jsonl'})")
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out}: exists; pass --overwrite to replace it")
+    if partial.exists() and not (resume or overwrite):
+        raise OutputError(
+            f"{out}: an interrupted run left its answers in {partial}; continue it with --resume or start over with --overwrite"
+        )
+
+
+def _run_settings(
+    reader: Reader, data: str | Path, examples: Sequence[QAExample], top_k: int, max_answer_length: int | None,
+    handle_impossible: bool | None, chunk_size: int,
+) -> dict[str, Any]:
+    """What must match for a resumed run to give the same lines as an uninterrupted one."""
+    ids = hashlib.sha256("\n".join(ex.id for ex in examples).encode("utf-8")).hexdigest()
+    return {
+        "data": str(data),
+        "questions": len(examples),
+        "ids_sha256": ids,
+        "top_k": top_k,
+        "max_answer_length": max_answer_length,
+        "handle_impossible": handle_impossible,
+        "chunk_size": chunk_size,
+        "batch_size": reader.batch_size,
+        "config": asdict(reader.config),
+    }
+
+
+def _resume_point(partial: Path, settings_file: Path, settings: dict[str, Any], total: int) -> int:
+    """How many questions the interrupted run finished, in whole chunks; the file is cut back to them."""
+    try:
+        saved = read_json(settings_file)
+    except FileNotFoundError:
+        saved = None
+    differing = sorted(key for key in settings if not isinstance(saved, dict) or saved.get(key) != json.loads(json.dumps(settings[key])))
+    if differing:
+        raise ConfigError(
+            f"{partial} was written with other {', '.join(differing)} than this run's; "
+            "resume with the same data and options, or start over with --overwrite"
+        )
+    with open(partial, "rb") as handle:
+        lines = handle.read().split(b"\n")
+    complete = lines[:-1]  # the last piece has no newline: empty, or a line cut by the kill
+    kept = min(len(complete) // settings["chunk_size"] * settings["chunk_size"], total) if len(complete) < total else total
+    with open(partial, "r+b") as handle:
+        handle.truncate(sum(len(line) + 1 for line in complete[:kept]))
+    return kept
+
+
+def _requests(chunk: Sequence[QAExample], top_k: int, max_answer_length: int | None, handle_impossible: bool | None) -> list[QARequest]:
+    return [
+        QARequest(ex.question, ex.context, top_k=top_k, max_answer_length=max_answer_length, handle_impossible=handle_impossible, id=ex.id)
+        for ex in chunk
+    ]
+
+
+def _record(result: Any) -> str:
+    record: dict[str, Any] = result.to_dict()
+    record.pop("document", None)
+    return json.dumps(record, ensure_ascii=False)

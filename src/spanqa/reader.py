@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends import Backend, BackendName, OnnxBackend, Precision, TorchBackend, check_precision, choose_backend, pick_device
+from .backends import Backend, BackendName, OnnxBackend, Precision, TorchBackend, check_batch_size, check_precision, choose_backend, pick_device
 from .config import SpanQAConfig
 from .data import QAExample
 from .decode import DecodeConfig, ExamplePrediction, Span, SpanDecoder, abstains, normalize_scores
@@ -143,6 +143,7 @@ class Reader:
             dtype: PyTorch precision, ``bf16``, ``fp16`` or ``fp32``; default: bf16 on GPUs that support it, else fp32.
             backend: A ready backend (e.g. :class:`~spanqa.backends.OnnxBackend`) instead of ``model``.
         """
+        check_batch_size(batch_size)
         if backend is None:
             if model is None:
                 raise TypeError("Reader needs a model or a backend")
@@ -187,9 +188,12 @@ class Reader:
             ModelError: ``backend="onnx"`` for a model without ``model.onnx``, or onnxruntime missing.
             ConfigError: an unknown backend or dtype, or a dtype for an ONNX model.
         """
+        check_batch_size(batch_size)
         path = resolve_model(str(name))
         chosen = choose_backend(path, backend)
         dtype = check_precision(dtype)
+        if chosen == "torch" and device:
+            pick_device(device)  # an unusable device fails now, not after the model has loaded
         config = (SpanQAConfig.load(path) if Path(path).is_dir() else SpanQAConfig()).updated(**overrides)
         tokenizer = load_tokenizer(path)
         if chosen == "onnx":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import pickle
 import re
 import shutil
 import time
@@ -28,7 +29,7 @@ from .config import SpanQAConfig
 from .data import ColumnMapping, MismatchPolicy, QADataset, QAExample, load_examples
 from .decode import DecodeConfig, decode
 from .devices import attention_kernels, pad_multiple
-from .errors import ConfigError
+from .errors import ConfigError, ModelError, first_line
 from .feature_cache import cached_features, default_cache_dir
 from .features import Features
 from .io import write_json
@@ -335,6 +336,41 @@ def train(
     )
 
 
+def check_checkpoint(checkpoint: Path) -> None:
+    """Read every file a resume loads, before training starts; a damaged or unsafe one is refused by name.
+
+    Pickled files (optimizer, scheduler, RNG states) are read with ``weights_only=True``, so a
+    checkpoint crafted to run code when unpickled is refused too.
+
+    Raises:
+        ModelError: naming the file and the checkpoint.
+    """
+    import torch
+    from safetensors import SafetensorError, safe_open
+    from transformers.trainer_pt_utils import safe_globals
+
+    def refuse(file: Path, why: str) -> ModelError:
+        return ModelError(
+            f"refused to resume from {checkpoint}: {file.name} {why}; delete that checkpoint to resume from an earlier one, "
+            "or start over with --overwrite"
+        )
+
+    for file in sorted(checkpoint.iterdir()):
+        try:
+            if file.suffix == ".safetensors":
+                with safe_open(str(file), framework="pt") as weights:
+                    weights.keys()
+            elif file.suffix in (".pt", ".pth"):  # optimizer, scheduler, scaler, RNG states (not training_args.bin)
+                with safe_globals():  # the numpy types the Trainer allows in RNG states, as it loads them
+                    torch.load(file, map_location="cpu", weights_only=True)
+            elif file.suffix == ".json" and not isinstance(json.loads(file.read_text(encoding="utf-8")), (dict, list)):
+                raise refuse(file, "is not a JSON object")
+        except ModelError:
+            raise
+        except (SafetensorError, pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as err:
+            raise refuse(file, f"cannot be read safely ({first_line(err)})") from None
+
+
 def _as_dataset(source: str | Path | QADataset, columns: Mapping[str, str], on_mismatch: MismatchPolicy, split: str | None) -> QADataset:
     if isinstance(source, QADataset):
         return source
@@ -351,13 +387,20 @@ def _holds_run(output_dir: Path) -> bool:
 def _prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool, is_main: bool) -> Path | None:
     """Refuse to mix runs: an earlier run is resumed, explicitly overwritten (all of it), or left alone."""
     checkpoint = find_resumable_checkpoint(output_dir)
+    has_run = _holds_run(output_dir)
     if resume:
+        if checkpoint is None and has_run and not overwrite:
+            raise ConfigError(
+                f"--resume: {output_dir} holds a run with no checkpoint to continue from (finished, or saved none); "
+                "pass --overwrite to train again from scratch there, or choose another --output-dir"
+            )
         if checkpoint is None:
             logger.warning("--resume: no finished checkpoint in %s; starting from scratch", output_dir)
+            overwrite = True  # nothing to keep
         else:
+            check_checkpoint(checkpoint)
             logger.info("resuming from %s", checkpoint)
-        return checkpoint
-    has_run = _holds_run(output_dir)
+            return checkpoint
     if has_run and not overwrite:
         raise ConfigError(
             f"{output_dir} already holds a model or checkpoints; pass --resume to continue that run, "
@@ -407,6 +450,7 @@ def _final_evaluation(output_dir: Path, eval_set: QADataset, version_2: bool, ar
         output_dir,
         eval_set,
         output_dir=output_dir / "eval",
+        overwrite=True,  # this run's own eval folder; replacing the model folder was allowed already
         version_2=version_2,
         lang=args.eval_lang,
         batch_size=args.per_device_eval_batch_size,
