@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
-from .errors import DataError, did_you_mean, first_line
+from .errors import DataError, did_you_mean, first_line, near_path
 from .io import atomic_open, write_json
 
 __all__ = [
@@ -279,7 +279,10 @@ def load_examples(
         rows, version_hint = _read_file(path, mapping, require_answers)
         name = str(path)
     elif not _is_hub_spec(str(source)):
-        raise DataError(f"{source}: file not found")
+        raise DataError(f"{source}: file not found{near_path(path)}")
+    elif near_path(path):
+        # Checked before the hub is asked: offline, asking takes 25-50 s of retries to fail.
+        raise DataError(f"{source}: no such file here{near_path(path)}; a hub dataset would be owner/name")
     else:
         rows = _read_hub(str(source), split, mapping, require_answers)
         name = str(source)

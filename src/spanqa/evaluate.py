@@ -250,7 +250,7 @@ def evaluate(
     if isinstance(model, Reader):
         reader = model.with_settings(batch_size=batch_size, **settings)
     else:
-        reader = Reader.from_pretrained(model, device=device, batch_size=batch_size or 32, backend=backend, dtype=dtype, **settings)
+        reader = Reader.from_pretrained(model, device=device, batch_size=32 if batch_size is None else batch_size, backend=backend, dtype=dtype, **settings)
     decode_config = reader.config.decode_config(allow_impossible=v2)
     predictions = reader.predict_examples(dataset.examples, decode_config, progress=progress)
     tuning = None

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ModelError, did_you_mean, first_line
+from .errors import ModelError, did_you_mean, first_line, near_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -46,8 +45,8 @@ def resolve_model(name: str | os.PathLike[str], require_config: bool = True) -> 
             raise ModelError(f"{text}: no config.json in this folder; is it a Hugging Face model folder?")
         return str(path)
     if text.startswith((".", "/", "~")) or os.sep in text.strip("/") and text.count("/") > 1 or not _HUB_ID.fullmatch(text):
-        raise ModelError(f"{text}: model folder not found{_near_folder(path) or did_you_mean(text, MODEL_ALIASES)}")
-    near = _near_folder(path)
+        raise ModelError(f"{text}: model folder not found{near_path(path, folders_only=True) or did_you_mean(text, MODEL_ALIASES)}")
+    near = near_path(path, folders_only=True)
     if near:
         # Checked before the hub is asked: offline, asking takes 25-50 s of retries to fail.
         raise ModelError(f"{text}: no such model folder here{near}; a hub id would be owner/name")
@@ -56,17 +55,6 @@ def resolve_model(name: str | os.PathLike[str], require_config: bool = True) -> 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?")
 """What the Hub accepts as a repository id (``name`` or ``owner/name``); anything else is meant as a path."""
-
-
-def _near_folder(path: Path) -> str:
-    """' (did you mean ./x?)' when a local folder is named like ``path``, else ''."""
-    parent = path.parent if str(path.parent) not in ("", ".") else Path(".")
-    try:
-        folders = [p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    except OSError:
-        return ""
-    close = difflib.get_close_matches(path.name, folders, n=1, cutoff=0.8)
-    return f" (did you mean {parent / close[0]}?)" if close else ""
 
 
 def _offline_hint(name: str, err: Exception) -> ModelError:

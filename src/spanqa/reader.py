@@ -214,7 +214,7 @@ class Reader:
         config = self.config.updated(**overrides)
         if config == self.config and batch_size in (None, self.batch_size):
             return self
-        return Reader(None, self.tokenizer, config, batch_size=batch_size or self.batch_size, backend=self.backend)
+        return Reader(None, self.tokenizer, config, batch_size=self.batch_size if batch_size is None else batch_size, backend=self.backend)
 
     def features(self, examples: Sequence[QAExample], window: WindowConfig | None = None) -> Features:
         """The model windows of ``examples``.
