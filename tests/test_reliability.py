@@ -178,10 +178,20 @@ def test_full_disk_names_the_path(tmp_path):
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full")
     with pytest.raises(OutputError, match="no space left on the device"):
-        with atomic_open(tmp_path / "out.json") as handle:
+        with atomic_open(tmp_path / "out.json"):
             raise OSError(28, "No space left on device")  # what a write to a full disk raises
-    line = one_error(run("data", "convert", ROOT / "src/spanqa/sample_data/dev.json", "/dev/full", "--overwrite"))
-    assert "/dev/full" in line
+    predictions = tmp_path / "p.json"
+    predictions.write_text("{}")
+    line = one_error(run("score", "-d", ROOT / "src/spanqa/sample_data/dev.json", "-p", predictions, "-o", "/dev/full"))
+    assert "/dev/full: no space left on the device" in line
+    assert Path("/dev/full").is_char_device()  # written in place, never renamed over
+
+
+def test_devices_are_written_in_place(sample_dev, tmp_path):
+    predictions = tmp_path / "p.json"
+    predictions.write_text("{}")
+    assert run("score", "-d", sample_dev, "-p", predictions, "-o", "/dev/null").exit_code == 0  # no --overwrite: no work to lose
+    assert Path("/dev/null").is_char_device()
 
 
 def test_output_path_mistakes_are_one_line(tiny_bert_dir, sample_dev, tmp_path):
@@ -377,3 +387,44 @@ def test_a_mistyped_local_data_name_fails_at_once(sample_dev, tmp_path, monkeypa
     assert "did you mean devset.json?" in one_error(run("data", "check", "devsett"))
     assert "did you mean devset.json?" in one_error(run("data", "check", "devset.jsn"))
     assert time.monotonic() - started < 10  # the hub was not asked
+
+
+def test_harness_findings(tiny_bert_dir, sample_dev, tmp_path):
+    head, tail = tmp_path / "head.json", tmp_path / "tail.json"
+    head.write_text("mine")
+    assert "exists; pass --overwrite" in one_error(run("data", "split", sample_dev, head, tail, "--articles", "1"))
+    assert head.read_text() == "mine"
+    line = one_error(run("predict", tiny_bert_dir, sample_dev, "-o", tmp_path / "p.jsonl", "--top-k", "-1"))
+    assert line.startswith("error: top_k must be a positive integer")  # before any progress bar
+    assert run("serve", tiny_bert_dir, "--port", "70000").exit_code == 2  # the option's own range check, no traceback
+
+
+def test_a_checkpoint_state_that_is_not_an_object_is_skipped(tmp_path):
+    from spanqa.training import _prepare_output_dir, find_resumable_checkpoint
+
+    checkpoint = tmp_path / "run" / "checkpoint-5"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text("[1, 2, 3]")
+    assert find_resumable_checkpoint(tmp_path / "run") is None
+    with pytest.raises(ConfigError, match="none is readable"):
+        _prepare_output_dir(tmp_path / "run", resume=True, overwrite=False, is_main=True)
+
+
+def test_report_to_none_is_a_value():
+    from spanqa.arguments import parse_train_args
+
+    _, args = parse_train_args(["--report_to", "none", "--output_dir", "x"])
+    assert args.report_to in ("none", ["none"], [])
+
+
+def test_saved_weights_get_the_umask_mode(tiny_bert_dir, tmp_path):
+    from spanqa.io import share_files
+    from spanqa.models import load_qa_model
+
+    old = os.umask(0o022)
+    try:
+        load_qa_model(tiny_bert_dir).save_pretrained(tmp_path / "m")
+        share_files(tmp_path / "m")  # what SpanQATrainer._save and export do after transformers has written
+    finally:
+        os.umask(old)
+    assert {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "m").iterdir()} == {"config.json": 0o644, "model.safetensors": 0o644}

@@ -363,7 +363,7 @@ def _dests(parser: HfArgumentParser, options: Sequence[str]) -> set[str]:
     return {actions[o].dest for o in options if o in actions}
 
 
-_NULL_WORDS = frozenset({"null", "none", "~"})
+_NULL_WORDS = frozenset({"null", "~"})  # not "none": report_to none is a value
 
 
 def _split_nulls(argv: list[str]) -> tuple[list[str], list[str]]:

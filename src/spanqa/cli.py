@@ -419,7 +419,7 @@ def serve(
     ctx: typer.Context,
     model: Optional[str] = typer.Argument(None, help="Model folder (PyTorch safetensors or `spanqa export` ONNX), alias or hub id."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, help="Port."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port (0: any free port)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
     backend: str = typer.Option("auto", "--backend", help="auto (ONNX when the folder holds model.onnx), torch or onnx."),
     list_settings: bool = typer.Option(False, "--list-settings", help="Print the server settings with their defaults and exit."),
@@ -465,10 +465,15 @@ def data_split(
     columns: Optional[str] = ColumnsOpt,
     no_answer_marker: Optional[str] = MarkerOpt,
     on_mismatch: str = MismatchOpt,
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Split by article so no paragraph is in both parts (e.g. XQuAD: 36 to train, 12 to evaluate)."""
     from .data import load_examples, save_examples, split_by_title
     from .errors import ConfigError
+    from .io import check_new_file
+
+    check_new_file(head, overwrite)
+    check_new_file(tail, overwrite)
 
     dataset = load_examples(source, columns=_columns(columns, no_answer_marker), on_mismatch=on_mismatch)  # type: ignore[arg-type]
     first, rest = split_by_title(dataset, articles)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .backends import MODEL_INPUTS, ONNX_FILE, ONNX_INSTALL_HINT, import_onnxruntime
 from .config import SpanQAConfig
 from .errors import ConfigError, ModelError, first_line
+from .io import share_files
 from .models import load_qa_model, load_tokenizer, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,6 +96,7 @@ def export_onnx(
         tokenizer.save_pretrained(staging)
         qa_model.config.save_pretrained(staging)
         _save_settings(source, staging, {"format": "onnx", "int8": int8, "opset": opset, "optimized": optimize, "source": str(model)})
+        share_files(staging)
         _move_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -17,7 +17,18 @@ from typing import IO, Any
 
 from .errors import OutputError
 
-__all__ = ["atomic_open", "atomic_folder", "check_new_file", "write_json", "read_json", "finite_json", "describe_os_error", "output_error", "file_mode"]
+__all__ = [
+    "atomic_open",
+    "atomic_folder",
+    "check_new_file",
+    "write_json",
+    "read_json",
+    "finite_json",
+    "describe_os_error",
+    "output_error",
+    "file_mode",
+    "share_files",
+]
 
 _CAUSES = {
     errno.ENOSPC: "no space left on the device",
@@ -72,6 +83,15 @@ def file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
+def share_files(folder: str | os.PathLike[str]) -> None:
+    """Give the files directly in ``folder`` the umask's mode: transformers' ``save_pretrained`` writes
+    weights through a private temporary file (0600), so a saved model could not be shared."""
+    mode = file_mode()
+    for file in Path(folder).iterdir():
+        if file.is_file() and not file.is_symlink() and file.stat().st_mode & 0o777 != mode:
+            file.chmod(mode)
+
+
 def _remove_stale_temporaries(path: Path) -> None:
     """Delete temporaries of ``path`` left by killed processes (their pid is in the name and is gone)."""
     for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
@@ -111,7 +131,7 @@ def check_new_file(path: str | os.PathLike[str], overwrite: bool = False) -> Pat
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"cannot write {path}: is a folder, expected a file name")
-    if path.exists() and not overwrite:
+    if path.is_file() and not overwrite:  # a device or pipe (/dev/null, /dev/stdout) holds no work to lose
         raise OutputError(f"{path}: exists; pass --overwrite to replace it")
     return path
 
@@ -128,6 +148,14 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"cannot write {path}: is a folder, expected a file name")
+    if path.exists() and not path.is_file():
+        # A device or pipe (/dev/null, /dev/stdout, a FIFO) is written in place: renaming over it would replace it.
+        try:
+            with open(path, mode, encoding=None if "b" in mode else encoding) as handle:
+                yield handle
+        except OSError as err:
+            raise output_error(path, err) from None
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -19,7 +19,7 @@ from typing import Any
 from .data import ColumnMapping, MismatchPolicy, QAExample, load_examples
 from .errors import ConfigError, OutputError
 from .io import output_error, read_json, write_json
-from .reader import QARequest, Reader, _progress
+from .reader import QARequest, Reader, _progress, check_answer_limits
 
 __all__ = ["predict_file", "partial_paths", "check_output"]
 
@@ -76,6 +76,7 @@ def predict_file(
     out = Path(out)
     partial, settings_file = partial_paths(out)
     check_output(out, resume=resume, overwrite=overwrite)
+    check_answer_limits(top_k, max_answer_length)
     dataset = load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split, require_answers=False)
     examples = dataset.examples
     settings = _run_settings(reader, data, examples, top_k, max_answer_length, handle_impossible, chunk_size)

@@ -71,6 +71,18 @@ class ReaderResult:
         }
 
 
+def check_answer_limits(top_k: int, max_answer_length: int | None) -> None:
+    """Refuse a ``top_k`` or ``max_answer_length`` that is not a positive integer (None: the model's length).
+
+    Raises:
+        DataError: naming the setting and the value.
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise DataError(f"top_k must be a positive integer, got {top_k!r}")
+    if max_answer_length is not None and (isinstance(max_answer_length, bool) or not isinstance(max_answer_length, int) or max_answer_length < 1):
+        raise DataError(f"max_answer_length must be a positive integer, got {max_answer_length!r}")
+
+
 @dataclass
 class QARequest:
     """One question over one context, or over several documents ranked together."""
@@ -95,10 +107,7 @@ class QARequest:
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise DataError("empty context" if self.context is not None else f"document {i} is empty")
-        if not isinstance(self.top_k, int) or self.top_k < 1:
-            raise DataError(f"top_k must be a positive integer, got {self.top_k!r}")
-        if self.max_answer_length is not None and (not isinstance(self.max_answer_length, int) or self.max_answer_length < 1):
-            raise DataError(f"max_answer_length must be a positive integer, got {self.max_answer_length!r}")
+        check_answer_limits(self.top_k, self.max_answer_length)
         self._texts = texts
 
     @classmethod

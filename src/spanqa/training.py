@@ -32,7 +32,7 @@ from .devices import attention_kernels, pad_multiple
 from .errors import ConfigError, ModelError, first_line
 from .feature_cache import cached_features, default_cache_dir
 from .features import Features
-from .io import write_json
+from .io import share_files, write_json
 
 __all__ = [
     "SpanQATrainer",
@@ -109,7 +109,9 @@ class SpanQATrainer(Trainer):
         # The hook Trainer calls for checkpoints and save_model alike, on every rank.
         super()._save(output_dir, state_dict)
         if self.args.should_save:
-            self.spanqa_config.save(output_dir or self.args.output_dir or ".")
+            folder = output_dir or self.args.output_dir or "."
+            self.spanqa_config.save(folder)
+            share_files(folder)
 
     def compute_loss_context_manager(self) -> contextlib.ExitStack:
         # Training and evaluation steps both run under it: keep attention off kernels that re-plan per length.
@@ -163,9 +165,11 @@ def find_resumable_checkpoint(output_dir: str | Path) -> Path | None:
     for _, path in found:
         state = path / "trainer_state.json"
         try:
-            json.loads(state.read_text(encoding="utf-8"))
+            finished = isinstance(json.loads(state.read_text(encoding="utf-8")), dict)
         except (OSError, ValueError):
-            logger.warning("skipping incomplete checkpoint %s", path)
+            finished = False
+        if not finished:
+            logger.warning("skipping incomplete or damaged checkpoint %s (its trainer_state.json is not a JSON object)", path)
             continue
         return path
     return None
@@ -390,9 +394,11 @@ def _prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool, is_m
     has_run = _holds_run(output_dir)
     if resume:
         if checkpoint is None and has_run and not overwrite:
+            damaged = any(output_dir.glob("checkpoint-*"))
             raise ConfigError(
-                f"--resume: {output_dir} holds a run with no checkpoint to continue from (finished, or saved none); "
-                "pass --overwrite to train again from scratch there, or choose another --output-dir"
+                f"--resume: {output_dir} holds a run with "
+                + ("checkpoints, but none is readable (see the warnings above)" if damaged else "no checkpoint to continue from (finished, or saved none)")
+                + "; pass --overwrite to train again from scratch there, or choose another --output-dir"
             )
         if checkpoint is None:
             logger.warning("--resume: no finished checkpoint in %s; starting from scratch", output_dir)
