@@ -428,3 +428,10 @@ def test_saved_weights_get_the_umask_mode(tiny_bert_dir, tmp_path):
     finally:
         os.umask(old)
     assert {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "m").iterdir()} == {"config.json": 0o644, "model.safetensors": 0o644}
+
+
+def test_predict_streams_to_a_device(tiny_bert_dir, sample_dev):
+    assert run("predict", tiny_bert_dir, sample_dev, "-o", "/dev/null").exit_code == 0
+    assert Path("/dev/null").is_char_device()
+    assert "/dev/full: no space left on the device" in one_error(run("predict", tiny_bert_dir, sample_dev, "-o", "/dev/full"))
+    assert Path("/dev/full").is_char_device()

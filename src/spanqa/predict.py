@@ -18,7 +18,7 @@ from typing import Any
 
 from .data import ColumnMapping, MismatchPolicy, QAExample, load_examples
 from .errors import ConfigError, OutputError
-from .io import output_error, read_json, write_json
+from .io import atomic_open, output_error, read_json, write_json
 from .reader import QARequest, Reader, _progress, check_answer_limits
 
 __all__ = ["predict_file", "partial_paths", "check_output"]
@@ -79,6 +79,12 @@ def predict_file(
     check_answer_limits(top_k, max_answer_length)
     dataset = load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split, require_answers=False)
     examples = dataset.examples
+    if out.exists() and not out.is_file():  # a device or pipe (/dev/stdout, a FIFO): streamed in place, nothing to resume
+        with atomic_open(out) as handle:
+            for lo in range(0, len(examples), chunk_size):
+                chunk = examples[lo : lo + chunk_size]
+                handle.write("".join(_record(r) + "\n" for r in reader.answer_batch(_requests(chunk, top_k, max_answer_length, handle_impossible))))
+        return len(examples)
     settings = _run_settings(reader, data, examples, top_k, max_answer_length, handle_impossible, chunk_size)
     done = _resume_point(partial, settings_file, settings, len(examples)) if resume and partial.exists() else 0
     try:
@@ -115,7 +121,7 @@ def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = Fal
         raise ConfigError("--resume continues an interrupted run and --overwrite starts over: give one of them")
     if out.is_dir():
         raise OutputError(f"cannot write {out}: is a folder, expected a file name (e.g. {out / 'predictions.jsonl'})")
-    if out.exists() and not overwrite:
+    if out.is_file() and not overwrite:  # a device or pipe (/dev/stdout) holds no work to lose
         raise OutputError(f"{out}: exists; pass --overwrite to replace it")
     if partial.exists() and not (resume or overwrite):
         raise OutputError(
