@@ -11,6 +11,7 @@ from .errors import ConfigError, DataError, ModelError, SpanQAError
 from .evaluate import EvaluationResult, evaluate
 from .features import Features, WindowConfig, build_features
 from .metrics import ScoreReport, normalize_answer, score_predictions
+from .pipeline import QuestionAnsweringPipeline, pipeline
 from .reader import QARequest, Reader, ReaderAnswer, ReaderResult
 
 _LAZY = {  # importing transformers' TrainingArguments is slow; load training only when asked for
@@ -44,6 +45,7 @@ __all__ = [
     "QARequest",
     "QADataset",
     "QAExample",
+    "QuestionAnsweringPipeline",
     "Reader",
     "ReaderAnswer",
     "ReaderResult",
@@ -60,6 +62,7 @@ __all__ = [
     "evaluate",
     "load_examples",
     "normalize_answer",
+    "pipeline",
     "save_examples",
     "score_predictions",
     "train",

@@ -38,6 +38,8 @@ class SpanQAConfig:
         n_best: Candidate answers kept per question.
         null_threshold: "No answer" when the null score minus the best span score exceeds this.
         version_2: Whether the model may answer "no answer" (SQuAD v2 style).
+        align_to_words: Widen answers to whole words (the tokenizer's words), as transformers'
+            question-answering pipeline did; off, an answer may end inside a word.
     """
 
     max_length: int = 384
@@ -47,6 +49,7 @@ class SpanQAConfig:
     n_best: int = 20
     null_threshold: float = 0.0
     version_2: bool = False
+    align_to_words: bool = False
     spanqa_version: str = ""
     data_fingerprint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +69,7 @@ class SpanQAConfig:
             "max_answer_length": self.max_answer_length,
             "null_threshold": self.null_threshold,
             "allow_impossible": self.version_2,
+            "align_to_words": self.align_to_words,
         }
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return DecodeConfig(**settings)

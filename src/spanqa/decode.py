@@ -30,6 +30,7 @@ class DecodeConfig:
     max_answer_length: int = DEFAULTS.max_answer_length
     null_threshold: float = DEFAULTS.null_threshold
     allow_impossible: bool = True
+    align_to_words: bool = DEFAULTS.align_to_words
 
     def __post_init__(self) -> None:
         if self.n_best < 1:
@@ -166,7 +167,12 @@ class SpanDecoder:
             return
         # Only as wide as this batch's longest window: past it there is padding and no context.
         width = max(len(self.features.input_ids[i]) for i in idx.tolist())
-        offsets = self.features.offsets[idx, :width]
+        if self.config.align_to_words:
+            if self.features.word_edges is None:
+                raise ConfigError("align_to_words needs features built with word_edges=True")
+            offsets = self.features.word_edges[idx, :width]  # each token spans its whole word
+        else:
+            offsets = self.features.offsets[idx, :width]
         start = _fit_width(start_logits, width)
         end = _fit_width(end_logits, width)
         rows = np.arange(len(idx))

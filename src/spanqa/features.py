@@ -86,7 +86,10 @@ class Features:
 
     ``offsets[i, t]`` is the (start, end) character span of token ``t`` of
     window ``i`` in its example's context, or (-1, -1) where the token is not
-    context (question, special tokens, padding).
+    context (question, special tokens, padding). ``word_edges[i, t]``, when built
+    (``build_features(..., word_edges=True)``), is the span of the whole word
+    (the tokenizer's pre-tokenized word) token ``t`` belongs to, for answers
+    aligned to words.
     """
 
     input_ids: list[list[int]]
@@ -97,6 +100,7 @@ class Features:
     cls_index: np.ndarray
     start_positions: np.ndarray
     end_positions: np.ndarray
+    word_edges: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -219,8 +223,16 @@ def build_features(
     examples: Sequence[QAExample],
     tokenizer: PreTrainedTokenizerBase,
     config: WindowConfig = WindowConfig(),
+    word_edges: bool = False,
 ) -> Features:
-    """Tokenize examples into overlapping windows with labels and context offsets."""
+    """Tokenize examples into overlapping windows with labels and context offsets.
+
+    Args:
+        examples: Questions with contexts (and answers, for labels).
+        tokenizer: A fast tokenizer.
+        config: Window length, overlap and question limit.
+        word_edges: Also record each context token's whole-word span (for ``align_to_words``).
+    """
     check_tokenizer(tokenizer)
     if not examples:
         raise ConfigError("no examples to tokenize")
@@ -247,11 +259,14 @@ def build_features(
     offsets = np.full((n, width, 2), -1, dtype=np.int64)
     sequence = np.full((n, width), -1.0)
     ids = np.full((n, width), -1, dtype=np.int64)
+    words = np.full((n, width), -1.0) if word_edges else None
     for i, encoding in enumerate(enc.encodings):
         k = lengths[i]
         offsets[i, :k] = encoding.offsets
         sequence[i, :k] = np.array(encoding.sequence_ids, dtype=float)  # None -> nan
         ids[i, :k] = encoding.ids
+        if words is not None:
+            words[i, :k] = np.array(encoding.word_ids, dtype=float)
     in_context = sequence == context_id
     offsets[~in_context] = -1
 
@@ -288,4 +303,19 @@ def build_features(
         cls_index=cls_index,
         start_positions=start_positions,
         end_positions=end_positions,
+        word_edges=None if words is None else _word_edges(offsets, np.where(in_context, words, np.nan)),
     )
+
+
+def _word_edges(offsets: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Per context token, the character span of its word: from its word's first token's start to
+    its last token's end (a word's tokens are consecutive). Non-context tokens keep (-1, -1)."""
+    n, width = words.shape
+    positions = np.broadcast_to(np.arange(width), (n, width))
+    previous = np.concatenate([np.full((n, 1), np.nan), words[:, :-1]], axis=1)
+    following = np.concatenate([words[:, 1:], np.full((n, 1), np.nan)], axis=1)
+    first = np.maximum.accumulate(np.where(words != previous, positions, 0), axis=1)  # nan != x: every non-context token starts a run
+    last = np.minimum.accumulate(np.where(words != following, positions, width - 1)[:, ::-1], axis=1)[:, ::-1]
+    edges = np.stack([np.take_along_axis(offsets[..., 0], first, axis=1), np.take_along_axis(offsets[..., 1], last, axis=1)], axis=-1)
+    edges[offsets[..., 0] < 0] = -1
+    return edges.astype(np.int32)

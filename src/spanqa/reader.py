@@ -225,14 +225,15 @@ class Reader:
             return self
         return Reader(None, self.tokenizer, config, batch_size=self.batch_size if batch_size is None else batch_size, backend=self.backend)
 
-    def features(self, examples: Sequence[QAExample], window: WindowConfig | None = None) -> Features:
+    def features(self, examples: Sequence[QAExample], window: WindowConfig | None = None, word_edges: bool = False) -> Features:
         """The model windows of ``examples``.
 
         Args:
             examples: Questions with their contexts.
             window: Window settings; default: this reader's.
+            word_edges: Also record whole-word spans (for ``align_to_words``).
         """
-        return build_features(examples, self.tokenizer, window or self.config.window)
+        return build_features(examples, self.tokenizer, window or self.config.window, word_edges=word_edges)
 
     def logits(self, features: Features, batch_size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Yield ``(window indices, start logits, end logits)`` in length-sorted batches.
@@ -331,6 +332,7 @@ class Reader:
             n_best=max(self.config.n_best, top_k),
             max_answer_length=int(max(limits.max(), self.config.max_answer_length)),
             allow_impossible=False,
+            align_to_words=self.config.align_to_words,
         )
         per_document = self._decode(examples, config, limits)
         grouped: list[list[tuple[int, ExamplePrediction]]] = [[] for _ in requests]
@@ -340,7 +342,7 @@ class Reader:
 
     def _decode(self, examples: Sequence[QAExample], config: DecodeConfig, max_answer_lengths: np.ndarray | None = None) -> list[ExamplePrediction]:
         """The one inference path: windows, model, decode."""
-        features = self.features(examples)
+        features = self.features(examples, word_edges=config.align_to_words)
         decoder = SpanDecoder(examples, features, config, max_answer_lengths=max_answer_lengths)
         for rows, start, end in self.logits(features):
             decoder.add(rows, start, end)
