@@ -245,9 +245,9 @@ def _from_keywords(question: Any, context: Any) -> tuple[list[tuple[str, str]], 
     if question is None or context is None:
         raise ConfigError(f"give both question= and context= (missing {'question' if question is None else 'context'})")
     if isinstance(question, str) and isinstance(context, str):
-        return [(question, context)], True
-    questions = [question] if isinstance(question, str) else _texts(question, "question")
-    contexts = [context] if isinstance(context, str) else _texts(context, "context")
+        return [(_text(question, "question"), _text(context, "context"))], True
+    questions = [_text(question, "question")] if isinstance(question, str) else _texts(question, "question")
+    contexts = [_text(context, "context")] if isinstance(context, str) else _texts(context, "context")
     if len(contexts) == 1 and len(questions) > 1:
         contexts = contexts * len(questions)  # several questions about one text, as 4.x allowed
     if len(questions) != len(contexts):
