@@ -40,6 +40,13 @@ class SpanQAConfig:
         version_2: Whether the model may answer "no answer" (SQuAD v2 style).
         align_to_words: Widen answers to whole words (the tokenizer's words), as transformers'
             question-answering pipeline did; off, an answer may end inside a word.
+        overlap_threshold: A top-k list never holds two answers from the same text that overlap
+            by more than this share of the shorter one (the lower-scored is dropped); 1 keeps all.
+        score_threshold: Answers whose score (probability) is below this are dropped; a question
+            left with none is answered "no answer".
+        temperature: Divides the span and null logits before the softmax that gives the scores
+            users see; fitted on evaluation data (``spanqa evaluate --calibrate --save``) so that
+            a score of 0.8 is right about 80% of the time. 1 leaves the model's scores as they are.
     """
 
     max_length: int = 384
@@ -50,6 +57,9 @@ class SpanQAConfig:
     null_threshold: float = 0.0
     version_2: bool = False
     align_to_words: bool = False
+    overlap_threshold: float = 0.5
+    score_threshold: float = 0.0
+    temperature: float = 1.0
     spanqa_version: str = ""
     data_fingerprint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -70,6 +80,7 @@ class SpanQAConfig:
             "null_threshold": self.null_threshold,
             "allow_impossible": self.version_2,
             "align_to_words": self.align_to_words,
+            "temperature": self.temperature,
         }
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return DecodeConfig(**settings)
@@ -85,6 +96,11 @@ class SpanQAConfig:
             if key not in _SETTING_NAMES:
                 raise TypeError(f"unknown spanqa setting {key!r}")
         config = replace(self, **{k: v for k, v in overrides.items() if v is not None}, extra=dict(self.extra))
+        for name in ("overlap_threshold", "score_threshold"):
+            if not 0.0 <= getattr(config, name) <= 1.0:  # also refuses NaN
+                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(config, name)!r}")
+        if not 0.0 < config.temperature < float("inf"):
+            raise ConfigError(f"temperature must be a positive number, got {config.temperature!r}")
         # Build both now: they validate max_length, stride, n_best... before anything heavy happens.
         _ = config.window, config.decode_config()
         return config

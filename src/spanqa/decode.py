@@ -31,6 +31,7 @@ class DecodeConfig:
     null_threshold: float = DEFAULTS.null_threshold
     allow_impossible: bool = True
     align_to_words: bool = DEFAULTS.align_to_words
+    temperature: float = DEFAULTS.temperature
 
     def __post_init__(self) -> None:
         if self.n_best < 1:
@@ -53,12 +54,16 @@ def abstains(null_score: float, best_score: float, threshold: float) -> bool:
     return bool(null_score - best_score > threshold)
 
 
-def normalize_scores(logits: Sequence[float] | np.ndarray) -> np.ndarray:
+def normalize_scores(logits: Sequence[float] | np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Softmax over one question's candidate logits (and its null logit when included).
 
     ``-inf`` entries (no candidate) get probability 0; all ``-inf`` gives all zeros.
+
+    Args:
+        logits: Span logits (start + end logit), and the null logit when "no answer" competes.
+        temperature: The calibration temperature (``spanqa.json``); logits are divided by it.
     """
-    values = np.asarray(logits, dtype=np.float64)
+    values = np.asarray(logits, dtype=np.float64) / temperature
     probs = np.zeros_like(values)
     finite = np.isfinite(values)
     if finite.any():
@@ -275,7 +280,9 @@ class SpanDecoder:
         null_score = pending.null_score if np.isfinite(pending.null_score) else -np.inf
         best_score = pending.scores[kept[0][2]] if kept else -np.inf
         # Probabilities over this example's candidates and the null answer: comparable across windows.
-        probs = normalize_scores([pending.scores[j] for _, _, j in kept] + ([null_score] if self.config.allow_impossible else []))
+        probs = normalize_scores(
+            [pending.scores[j] for _, _, j in kept] + ([null_score] if self.config.allow_impossible else []), self.config.temperature
+        )
         spans = [
             Span(
                 text=example.context[start:end],
