@@ -188,6 +188,10 @@ def evaluate_cmd(
     save_threshold: bool = typer.Option(
         False, "--save-threshold", help="Tune the threshold (implies --tune-threshold) and store it in the model's spanqa.json."
     ),
+    calibrate: bool = typer.Option(
+        False, "--calibrate", help="Fit the score temperature on this data; report the expected calibration error before and after."
+    ),
+    save: bool = typer.Option(False, "--save", help="Store what --tune-threshold / --calibrate found in the model's spanqa.json."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda if available)."),
     backend: str = BackendOpt,
     dtype: Optional[str] = DtypeOpt,
@@ -215,6 +219,8 @@ def evaluate_cmd(
         null_threshold=null_threshold,
         tune_threshold=tune_threshold,
         save_threshold=save_threshold,
+        calibrate=calibrate,
+        save=save,
         overwrite=overwrite,
         progress=True,
     )

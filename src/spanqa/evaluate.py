@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .backends import BackendName, Precision
+from .calibration import Calibration
+from .calibration import calibrate as fit_calibration
 from .config import SpanQAConfig
 from .data import ColumnMapping, MismatchPolicy, QADataset, QAExample, load_examples
 from .decode import ExamplePrediction
@@ -48,6 +50,7 @@ class EvaluationResult:
     report: ScoreReport
     output_dir: Path | None = None
     tuning: ThresholdTuning | None = None
+    calibration: Calibration | None = None
 
 
 def with_null_threshold(predictions: Sequence[ExamplePrediction], threshold: float) -> list[ExamplePrediction]:
@@ -200,6 +203,8 @@ def evaluate(
     null_threshold: float | None = None,
     tune_threshold: bool = False,
     save_threshold: bool = False,
+    calibrate: bool = False,
+    save: bool = False,
     overwrite: bool = False,
     progress: bool = False,
 ) -> EvaluationResult:
@@ -228,6 +233,9 @@ def evaluate(
         tune_threshold: Also find the F1-maximising null threshold (v2 data) and report both.
         save_threshold: Tune the threshold (implies ``tune_threshold``) and store it in the
             model folder's ``spanqa.json`` so Reader, predict and serve apply it.
+        calibrate: Fit the score temperature on this data (see :mod:`spanqa.calibration`); the
+            expected calibration error before and after goes into the metrics.
+        save: Store what was tuned or fitted (threshold, temperature) in the model's ``spanqa.json``.
         overwrite: Replace an earlier evaluation's files in ``output_dir``.
         progress: Show a progress bar.
 
@@ -241,7 +249,8 @@ def evaluate(
     if output_dir is not None:
         check_output_folder(output_dir, overwrite)
     tune_threshold = tune_threshold or save_threshold
-    save_folder = _threshold_folder(model) if save_threshold else None
+    save = save or save_threshold
+    save_folder = _threshold_folder(model) if save else None
     dataset = data if isinstance(data, QADataset) else load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split)
     v2 = dataset.version_2 if version_2 is None else version_2
     if tune_threshold and not v2:
@@ -261,13 +270,23 @@ def evaluate(
             SpanQAConfig.load(save_folder).updated(null_threshold=tuning.threshold).save(save_folder)
             logger.info("saved null_threshold %.4f to %s", tuning.threshold, save_folder / "spanqa.json")
     report = score_decoded(dataset.examples, predictions, version_2=v2, lang=lang)
-    metrics = dict(report.metrics)
+    metrics: dict[str, Any] = dict(report.metrics)
     if tuning is not None:
         metrics = threshold_metrics(tuning)
+    calibration = None
+    if calibrate:
+        calibration = fit_calibration(predictions, report.questions, v2, current_temperature=reader.config.temperature)
+        metrics["calibration"] = calibration.to_dict()
+        logger.info(
+            "score temperature %.3f: expected calibration error %.4f -> %.4f", calibration.temperature, calibration.ece_before, calibration.ece_after
+        )
+        if save_folder is not None:
+            SpanQAConfig.load(save_folder).updated(temperature=calibration.temperature).save(save_folder)
+            logger.info("saved temperature %.4f to %s", calibration.temperature, save_folder / "spanqa.json")
     out = None
     if output_dir is not None:
         out = write_prediction_files(output_dir, predictions, metrics, version_2=v2, overwrite=overwrite)
-    return EvaluationResult(metrics, predictions, report, out, tuning)
+    return EvaluationResult(metrics, predictions, report, out, tuning, calibration)
 
 
 def threshold_metrics(tuning: ThresholdTuning) -> dict[str, Any]:
@@ -285,5 +304,5 @@ def _threshold_folder(model: str | Path | Reader) -> Path:
 
     folder = None if isinstance(model, Reader) else Path(resolve_model(str(model)))
     if folder is None or not folder.is_dir():
-        raise ConfigError("--save-threshold needs a local model folder to write spanqa.json into")
+        raise ConfigError("--save needs a local model folder to write spanqa.json into")
     return folder

@@ -334,8 +334,10 @@ class Reader:
                 owners.append((r, d))
         limits = np.array([requests[r].max_answer_length or self.config.max_answer_length for r, _ in owners])
         top_k = max(request.top_k for request in requests)
+        # Overlapping candidates are dropped from the top-k lists: gather more so that k distinct ones remain.
+        wanted = top_k if self.config.overlap_threshold >= 1.0 else 4 * top_k
         config = DecodeConfig(
-            n_best=max(self.config.n_best, top_k),
+            n_best=max(self.config.n_best, wanted),
             max_answer_length=int(max(limits.max(), self.config.max_answer_length)),
             allow_impossible=False,
             align_to_words=self.config.align_to_words,

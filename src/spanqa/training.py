@@ -462,7 +462,8 @@ def _final_evaluation(output_dir: Path, eval_set: QADataset, version_2: bool, ar
         batch_size=args.per_device_eval_batch_size,
         device=str(args.device),
         tune_threshold=tune,
-        save_threshold=tune,
+        calibrate=True,  # the scores users see should mean what they say; the temperature changes no answer
+        save=True,
     )
     if result.tuning is not None:
         t = result.tuning
