@@ -266,5 +266,5 @@ def test_data_split_by_article_keeps_paragraphs_apart(tmp_path):
     first, rest = load_examples(head), load_examples(tail)
     assert (len(first), len(rest)) == (925, 265)
     assert not {ex.context for ex in first} & {ex.context for ex in rest}
-    result = runner.invoke(app, ["data", "split", str(XQUAD / "xquad.en.json"), str(head), str(tail), "--articles", "99"])
+    result = runner.invoke(app, ["data", "split", str(XQUAD / "xquad.en.json"), str(head), str(tail), "--articles", "99", "--overwrite"])
     assert result.exit_code == 1 and "leaves one part empty" in result.output

@@ -52,7 +52,7 @@ def test_fit_temperature_recovers_the_temperature_that_made_the_data():
 def test_shown_score_is_the_null_answers_when_abstaining():
     abstained = _prediction([1.0, 0.5], null=3.0, text="")
     scores = shown_scores([abstained], version_2=True)
-    assert scores[0] == pytest.approx(np.exp(3) / (np.exp(1) + np.exp(0.5) + np.exp(3)))
+    assert scores[0] == pytest.approx(1 / (1 + np.exp(-(3.0 - 1.0))))  # sigmoid of the null odds
 
 
 def test_temperature_changes_scores_not_answers(tiny_bert_dir, tmp_path):

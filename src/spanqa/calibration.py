@@ -1,7 +1,8 @@
 """Scores users can trust: a temperature fitted so that the shown answer's score matches how often it is right.
 
-A span's score is the softmax of its logit (start + end logit) over every candidate of the
-question and, where "no answer" competes, the null logit. Fine-tuned models are usually
+A span's score is its share (softmax of its logit, start + end logit) of the question's
+candidates, times the chance that there is an answer (:func:`spanqa.decode.answer_scores`:
+"no answer" gets a sigmoid of the null odds). Both divide the logits by a temperature. Fine-tuned models are usually
 over-confident; dividing the logits by a temperature T > 1 spreads the probabilities (T < 1
 sharpens them) without changing any ranking or decision. T is fitted on evaluation data by
 minimising the log loss of "the shown answer is exactly right", and the expected calibration
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decode import ExamplePrediction, normalize_scores
+from .decode import ExamplePrediction
 from .metrics import QuestionScore
 
 __all__ = ["Calibration", "expected_calibration_error", "shown_scores", "fit_temperature", "calibrate"]
@@ -61,14 +62,29 @@ def expected_calibration_error(confidences: Sequence[float] | np.ndarray, correc
     return float(gap.sum() / conf.size) if counts.sum() else 0.0
 
 
-def _logit_sets(predictions: Sequence[ExamplePrediction], version_2: bool) -> list[tuple[np.ndarray, int]]:
-    """Per question: its candidates' logits (+ the null logit in v2) and the index of the shown answer."""
-    sets = []
-    for p in predictions:
-        logits = [c.logit for c in p.candidates] + ([p.null_score] if version_2 else [])
-        shown = len(p.candidates) if p.is_impossible and version_2 else 0
-        sets.append((np.asarray(logits, dtype=np.float64), shown))
-    return sets
+class _ShownAnswers:
+    """Per question, what its shown score depends on: span logits (padded with -inf), the null logit,
+    and whether the shown answer is "no answer"; scores at any temperature as :func:`answer_scores` gives them."""
+
+    def __init__(self, predictions: Sequence[ExamplePrediction], version_2: bool) -> None:
+        width = max((len(p.candidates) for p in predictions), default=0)
+        self.spans = np.full((len(predictions), max(width, 1)), -np.inf)
+        for i, p in enumerate(predictions):
+            self.spans[i, : len(p.candidates)] = [c.logit for c in p.candidates]
+        self.null = np.array([p.null_score for p in predictions], dtype=np.float64)
+        self.abstained = np.array([version_2 and p.is_impossible for p in predictions])
+        self.version_2 = version_2
+
+    def scores(self, temperature: float) -> np.ndarray:
+        best = self.spans.max(axis=1)
+        has_span = np.isfinite(best)
+        safe_best = np.where(has_span, best, 0.0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            top_share = 1.0 / np.exp((self.spans - safe_best[:, None]) / temperature).sum(axis=1)
+            null = 0.5 * (1.0 + np.tanh(np.where(has_span, (self.null - safe_best) / temperature, np.inf) / 2.0))
+        null = np.nan_to_num(null, nan=0.0) if self.version_2 else np.zeros_like(top_share)
+        shown = np.where(self.abstained, null, (1.0 - null) * np.where(has_span, top_share, 0.0))
+        return shown
 
 
 def shown_scores(predictions: Sequence[ExamplePrediction], version_2: bool, temperature: float = 1.0) -> np.ndarray:
@@ -76,45 +92,29 @@ def shown_scores(predictions: Sequence[ExamplePrediction], version_2: bool, temp
 
     Args:
         predictions: Decoded predictions (candidates best first).
-        version_2: Whether "no answer" competes in the softmax.
-        temperature: Divides the logits before the softmax.
+        version_2: Whether "no answer" competes.
+        temperature: Divides the logits (see :func:`spanqa.decode.answer_scores`).
     """
-    out = np.zeros(len(predictions))
-    for i, (logits, shown) in enumerate(_logit_sets(predictions, version_2)):
-        if logits.size:
-            out[i] = normalize_scores(logits, temperature)[shown]
-    return out
+    return _ShownAnswers(predictions, version_2).scores(temperature)
 
 
 def fit_temperature(predictions: Sequence[ExamplePrediction], correct: Sequence[bool] | np.ndarray, version_2: bool) -> float:
     """The temperature that minimises the log loss of the shown answers' scores against their correctness.
 
-    A one-dimensional search on log T over [0.05, 50] (a grid, then golden-section refinement);
-    questions without any candidate carry no information and are skipped.
+    A one-dimensional search on log T over [0.05, 50] (a grid, then golden-section refinement).
 
     Args:
         predictions: Decoded predictions on evaluation data.
         correct: Whether each decided answer was exactly right.
-        version_2: Whether "no answer" competes in the softmax.
+        version_2: Whether "no answer" competes.
     """
-    hits = np.asarray(correct, dtype=np.float64)
-    sets = _logit_sets(predictions, version_2)
-    keep = [i for i, (logits, _) in enumerate(sets) if np.isfinite(logits).sum() > 1]
-    if not keep:
+    target = np.asarray(correct, dtype=np.float64)
+    if not len(predictions):
         return 1.0
-    width = max(sets[i][0].size for i in keep)
-    matrix = np.full((len(keep), width), -np.inf)
-    for row, i in enumerate(keep):
-        matrix[row, : sets[i][0].size] = sets[i][0]
-    shown = np.array([sets[i][1] for i in keep])
-    target = hits[keep]
-    finite = np.isfinite(matrix)
+    shown = _ShownAnswers(predictions, version_2)
 
     def loss(log_t: float) -> float:
-        scaled = np.where(finite, matrix / np.exp(log_t), -np.inf)
-        top = scaled.max(axis=1, keepdims=True)
-        log_norm = np.log(np.where(finite, np.exp(scaled - top), 0.0).sum(axis=1)) + top[:, 0]
-        p = np.clip(np.exp(scaled[np.arange(len(keep)), shown] - log_norm), 1e-12, 1 - 1e-12)
+        p = np.clip(shown.scores(float(np.exp(log_t))), 1e-12, 1 - 1e-12)
         return float(-(target * np.log(p) + (1 - target) * np.log1p(-p)).mean())
 
     grid = np.linspace(np.log(0.05), np.log(50.0), 61)

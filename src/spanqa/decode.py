@@ -19,7 +19,18 @@ from .data import QAExample
 from .errors import ConfigError
 from .features import Features
 
-__all__ = ["DecodeConfig", "Span", "ExamplePrediction", "SpanDecoder", "decode", "abstains", "normalize_scores"]
+__all__ = [
+    "DecodeConfig",
+    "Span",
+    "ExamplePrediction",
+    "SpanDecoder",
+    "decode",
+    "abstains",
+    "normalize_scores",
+    "answer_scores",
+    "no_answer_probability",
+    "no_answer_threshold",
+]
 
 
 @dataclass(frozen=True)
@@ -55,13 +66,11 @@ def abstains(null_score: float, best_score: float, threshold: float) -> bool:
 
 
 def normalize_scores(logits: Sequence[float] | np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Softmax over one question's candidate logits (and its null logit when included).
-
-    ``-inf`` entries (no candidate) get probability 0; all ``-inf`` gives all zeros.
+    """Softmax over logits divided by ``temperature``; ``-inf`` entries get 0, all ``-inf`` gives all zeros.
 
     Args:
-        logits: Span logits (start + end logit), and the null logit when "no answer" competes.
-        temperature: The calibration temperature (``spanqa.json``); logits are divided by it.
+        logits: Span logits (start + end logit).
+        temperature: The calibration temperature (``spanqa.json``).
     """
     values = np.asarray(logits, dtype=np.float64) / temperature
     probs = np.zeros_like(values)
@@ -72,12 +81,54 @@ def normalize_scores(logits: Sequence[float] | np.ndarray, temperature: float = 
     return probs
 
 
+def no_answer_probability(null_score: float, best_score: float, temperature: float = 1.0) -> float:
+    """The score users see for "no answer": sigmoid((null score - best span score) / temperature).
+
+    It depends on the null odds only, like the decision (:func:`abstains`), so "no answer" is
+    decided exactly when this exceeds :func:`no_answer_threshold` (up to float rounding).
+
+    Args:
+        null_score: The question's null logit.
+        best_score: Its best span's logit; -inf when it has none (then 1).
+        temperature: The calibration temperature.
+    """
+    odds = (null_score - best_score) / temperature
+    if np.isnan(odds):
+        return 0.0
+    return float(0.5 * (1.0 + np.tanh(odds / 2.0)))  # a sigmoid that neither overflows nor underflows
+
+
+def no_answer_threshold(null_threshold: float, temperature: float = 1.0) -> float:
+    """``null_threshold`` (on the null odds) on the no-answer score's scale, the one users see."""
+    return no_answer_probability(null_threshold, 0.0, temperature)
+
+
+def answer_scores(span_logits: Sequence[float] | np.ndarray, null_score: float, temperature: float = 1.0, with_null: bool = True) -> tuple[np.ndarray, float]:
+    """The probabilities users see: each span's and "no answer"'s; they sum to 1 over all spans.
+
+    "No answer" gets :func:`no_answer_probability` (from the null odds); the spans share the
+    rest in proportion to their softmax. Without ``with_null`` (the question may not be
+    unanswerable) the spans share everything.
+
+    Args:
+        span_logits: The question's candidate logits, best first or in any order.
+        null_score: Its null logit.
+        temperature: The calibration temperature.
+        with_null: Whether "no answer" is possible for this question.
+    """
+    spans = normalize_scores(span_logits, temperature)
+    logits = np.asarray(span_logits, dtype=np.float64)
+    best = float(logits.max()) if logits.size else -np.inf
+    null = no_answer_probability(null_score, best, temperature) if with_null else 0.0
+    return spans * (1.0 - null), null
+
+
 @dataclass(frozen=True)
 class Span:
     """A candidate answer: ``context[start:end] == text`` (``documents[document]`` when ranked across documents).
 
     ``logit`` (start logit + end logit) ranks candidates; ``score`` is the probability
-    users see: the softmax over every candidate of the question and "no answer".
+    users see (:func:`answer_scores`): its share of the question's candidates, with "no answer".
     """
 
     text: str
@@ -280,8 +331,8 @@ class SpanDecoder:
         null_score = pending.null_score if np.isfinite(pending.null_score) else -np.inf
         best_score = pending.scores[kept[0][2]] if kept else -np.inf
         # Probabilities over this example's candidates and the null answer: comparable across windows.
-        probs = normalize_scores(
-            [pending.scores[j] for _, _, j in kept] + ([null_score] if self.config.allow_impossible else []), self.config.temperature
+        probs, null_probability = answer_scores(
+            [pending.scores[j] for _, _, j in kept], null_score, self.config.temperature, self.config.allow_impossible
         )
         spans = [
             Span(
@@ -296,7 +347,6 @@ class SpanDecoder:
             )
             for i, (start, end, j) in enumerate(kept)
         ]
-        no_answer_probability = float(probs[-1]) if self.config.allow_impossible and probs.size else 0.0
         if not spans:
             text = ""
         elif self.config.allow_impossible and abstains(null_score, best_score, self.config.null_threshold):
@@ -309,7 +359,7 @@ class SpanDecoder:
             candidates=spans,
             null_score=float(null_score),
             best_score=float(best_score),
-            no_answer_probability=no_answer_probability,
+            no_answer_probability=null_probability,
         )
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from .backends import Backend, BackendName, OnnxBackend, Precision, TorchBackend, check_batch_size, check_precision, choose_backend, pick_device
 from .config import SpanQAConfig
 from .data import QAExample
-from .decode import DecodeConfig, ExamplePrediction, Span, SpanDecoder, abstains, normalize_scores
+from .decode import DecodeConfig, ExamplePrediction, Span, SpanDecoder, abstains, answer_scores, no_answer_threshold
 from .devices import release_freed_memory
 from .errors import ConfigError, DataError
 from .features import Features, WindowConfig, build_features
@@ -40,13 +40,19 @@ ReaderAnswer = Span
 @dataclass
 class ReaderResult:
     """Ranked answers to one question; ``score`` values and ``no_answer_score`` are probabilities
-    over every candidate of every window and document of the question, plus "no answer"."""
+    over every candidate of every window and document of the question, plus "no answer".
+
+    ``no_answer_threshold`` is the no-answer rule on the same scale: the result is "no answer"
+    when ``no_answer_score`` exceeds it (1 when "no answer" is not allowed), or when no answer
+    passes the score threshold.
+    """
 
     question: str
     answers: list[Span]
     no_answer_score: float
     is_impossible: bool
     id: str | None = None
+    no_answer_threshold: float = 1.0
 
     @property
     def answer(self) -> Span | None:
@@ -67,6 +73,7 @@ class ReaderResult:
             "document": best.document if best else None,
             "is_impossible": self.is_impossible,
             "no_answer_score": self.no_answer_score,
+            "no_answer_threshold": self.no_answer_threshold,
             "answers": [{"text": a.text, "start": a.start, "end": a.end, "score": a.score, "document": a.document} for a in self.answers],
         }
 
@@ -366,7 +373,8 @@ class Reader:
             ((span, d) for d, prediction in documents for span in prediction.candidates), key=lambda item: -item[0].logit
         )
         null_score = min(prediction.null_score for _, prediction in documents)
-        probs = normalize_scores([span.logit for span, _ in pool] + [null_score], self.config.temperature)
+        handle = self.config.version_2 if request.handle_impossible is None else request.handle_impossible
+        probs, null_probability = answer_scores([span.logit for span, _ in pool], null_score, self.config.temperature, with_null=handle)
         threshold = self.config.score_threshold if request.score_threshold is None else request.score_threshold
         answers: list[Span] = []
         for i, (span, d) in enumerate(pool):
@@ -376,10 +384,10 @@ class Reader:
             if any(a.document == document and _overlap(a, span) > self.config.overlap_threshold for a in answers):
                 continue  # the same answer again, or most of it: the better-scored one stands for both
             answers.append(replace(span, score=float(probs[i]), document=document))
-        handle = self.config.version_2 if request.handle_impossible is None else request.handle_impossible
         best = pool[0][0].logit if pool else -np.inf
         impossible = not answers or (handle and abstains(null_score, best, self.config.null_threshold))
-        return ReaderResult(request.question, answers, float(probs[-1]), bool(impossible), request.id)
+        shown_threshold = no_answer_threshold(self.config.null_threshold, self.config.temperature) if handle else 1.0
+        return ReaderResult(request.question, answers, null_probability, bool(impossible), request.id, shown_threshold)
 
 
 def _overlap(a: Span, b: Span) -> float:

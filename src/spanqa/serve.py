@@ -303,7 +303,10 @@ class AnswerResponse(BaseModel):
     end: int | None
     document: int | None
     is_impossible: bool
-    no_answer_score: float
+    no_answer_score: float = Field(description="Probability that the text holds no answer (calibrated when the model is).")
+    no_answer_threshold: float = Field(
+        description="'No answer' is decided when no_answer_score exceeds this (1: not allowed for this request)."
+    )
     answers: list[AnswerSpan] = Field(description="The `top_k` best spans, best first.")
 
 
