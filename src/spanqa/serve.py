@@ -275,6 +275,9 @@ class QuestionRequest(BaseModel):
     top_k: int = Field(1, ge=1, description="How many ranked answers to return in `answers`.")
     max_answer_length: int | None = Field(None, ge=1, description="Longest answer in tokens (default: the model's setting).")
     handle_impossible: bool | None = Field(None, description="Allow 'no answer' (default: the model's `version_2` setting).")
+    score_threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Drop answers scoring below this; none left means 'no answer' (default: the model's)."
+    )
     id: str | None = Field(None, description="Echoed back in the result.")
 
 
@@ -848,6 +851,7 @@ def _to_request(item: QuestionRequest, where: str, settings: ServeSettings) -> Q
             max_answer_length=item.max_answer_length,
             handle_impossible=item.handle_impossible,
             id=item.id,
+            score_threshold=item.score_threshold,
         )
     except DataError as err:
         raise ApiError(422, "validation_error", f"{prefix}{err}") from None
