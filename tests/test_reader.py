@@ -74,7 +74,7 @@ def test_documents_are_ranked_together_and_report_their_index(minilm_tokenizer):
 
 
 def test_per_request_settings_are_honoured_inside_one_batch(minilm_tokenizer):
-    reader = _oracle_reader(minilm_tokenizer, version_2=True)
+    reader = _oracle_reader(minilm_tokenizer, version_2=True, overlap_threshold=1.0)  # count top_k spans, overlapping ones too
     context = "garden aurora winter paper window market falcon bridge"
     results = reader.answer_batch([
         {"question": "a?", "context": context, "top_k": 1},

@@ -363,7 +363,7 @@ def _dests(parser: HfArgumentParser, options: Sequence[str]) -> set[str]:
     return {actions[o].dest for o in options if o in actions}
 
 
-_NULL_WORDS = frozenset({"null", "~"})  # not "none": report_to none is a value
+_NULL_WORDS = frozenset({"null", "Null", "NULL", "None", "~"})  # not lowercase "none": `--report_to none` is a value
 
 
 def _split_nulls(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -374,9 +374,9 @@ def _split_nulls(argv: list[str]) -> tuple[list[str], list[str]]:
     while i < len(argv):
         token = argv[i]
         name, eq, value = token.partition("=")
-        if token.startswith("--") and eq and value.lower() in _NULL_WORDS:
+        if token.startswith("--") and eq and value in _NULL_WORDS:
             nulls.append(name)
-        elif token.startswith("--") and not eq and i + 1 < len(argv) and argv[i + 1].lower() in _NULL_WORDS:
+        elif token.startswith("--") and not eq and i + 1 < len(argv) and argv[i + 1] in _NULL_WORDS:
             nulls.append(token)
             i += 1
         else:

@@ -11,12 +11,13 @@ error (10 equal-width bins) is reported before and after.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .decode import ExamplePrediction
+from .decode import ExamplePrediction, answer_scores
 from .metrics import QuestionScore
 
 __all__ = ["Calibration", "expected_calibration_error", "shown_scores", "fit_temperature", "calibrate"]
@@ -76,15 +77,8 @@ class _ShownAnswers:
         self.version_2 = version_2
 
     def scores(self, temperature: float) -> np.ndarray:
-        best = self.spans.max(axis=1)
-        has_span = np.isfinite(best)
-        safe_best = np.where(has_span, best, 0.0)
-        with np.errstate(invalid="ignore", over="ignore"):
-            top_share = 1.0 / np.exp((self.spans - safe_best[:, None]) / temperature).sum(axis=1)
-            null = 0.5 * (1.0 + np.tanh(np.where(has_span, (self.null - safe_best) / temperature, np.inf) / 2.0))
-        null = np.nan_to_num(null, nan=0.0) if self.version_2 else np.zeros_like(top_share)
-        shown = np.where(self.abstained, null, (1.0 - null) * np.where(has_span, top_share, 0.0))
-        return shown
+        spans, null = answer_scores(self.spans, self.null, temperature, with_null=self.version_2)
+        return np.where(self.abstained, null, spans[:, 0])  # candidates are best first
 
 
 def shown_scores(predictions: Sequence[ExamplePrediction], version_2: bool, temperature: float = 1.0) -> np.ndarray:
@@ -114,7 +108,7 @@ def fit_temperature(predictions: Sequence[ExamplePrediction], correct: Sequence[
     shown = _ShownAnswers(predictions, version_2)
 
     def loss(log_t: float) -> float:
-        p = np.clip(shown.scores(float(np.exp(log_t))), 1e-12, 1 - 1e-12)
+        p = np.clip(shown.scores(math.exp(log_t)), 1e-12, 1 - 1e-12)
         return float(-(target * np.log(p) + (1 - target) * np.log1p(-p)).mean())
 
     grid = np.linspace(np.log(0.05), np.log(50.0), 61)
@@ -127,7 +121,7 @@ def fit_temperature(predictions: Sequence[ExamplePrediction], correct: Sequence[
             hi = b
         else:
             lo = a
-    return float(np.exp((lo + hi) / 2))
+    return math.exp((lo + hi) / 2)
 
 
 def calibrate(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -66,61 +67,65 @@ def abstains(null_score: float, best_score: float, threshold: float) -> bool:
 
 
 def normalize_scores(logits: Sequence[float] | np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Softmax over logits divided by ``temperature``; ``-inf`` entries get 0, all ``-inf`` gives all zeros.
+    """Softmax over the last axis of logits divided by ``temperature``; ``-inf`` entries get 0, a row
+    of only ``-inf`` gives zeros.
 
     Args:
-        logits: Span logits (start + end logit).
+        logits: Span logits (start + end logit): one question's, or one row per question.
         temperature: The calibration temperature (``spanqa.json``).
     """
     values = np.asarray(logits, dtype=np.float64) / temperature
-    probs = np.zeros_like(values)
     finite = np.isfinite(values)
-    if finite.any():
-        shifted = np.exp(values[finite] - values[finite].max())
-        probs[finite] = shifted / shifted.sum()
-    return probs
+    if values.size == 0:
+        return np.zeros_like(values)
+    top = np.where(finite, values, -np.inf).max(axis=-1, keepdims=True)
+    shifted = np.where(finite, np.exp(np.where(finite, values - np.where(np.isfinite(top), top, 0.0), 0.0)), 0.0)
+    total = shifted.sum(axis=-1, keepdims=True)
+    return np.divide(shifted, total, out=np.zeros_like(shifted), where=total > 0)
 
 
-def no_answer_probability(null_score: float, best_score: float, temperature: float = 1.0) -> float:
+def no_answer_probability(null_score: float | np.ndarray, best_score: float | np.ndarray, temperature: float = 1.0) -> Any:
     """The score users see for "no answer": sigmoid((null score - best span score) / temperature).
 
     It depends on the null odds only, like the decision (:func:`abstains`), so "no answer" is
     decided exactly when this exceeds :func:`no_answer_threshold` (up to float rounding).
 
     Args:
-        null_score: The question's null logit.
+        null_score: The question's null logit (or one per question).
         best_score: Its best span's logit; -inf when it has none (then 1).
         temperature: The calibration temperature.
     """
-    odds = (null_score - best_score) / temperature
-    if np.isnan(odds):
-        return 0.0
-    return float(0.5 * (1.0 + np.tanh(odds / 2.0)))  # a sigmoid that neither overflows nor underflows
+    with np.errstate(invalid="ignore"):
+        odds = (np.asarray(null_score, dtype=np.float64) - np.asarray(best_score, dtype=np.float64)) / temperature
+    probability = np.where(np.isnan(odds), 0.0, 0.5 * (1.0 + np.tanh(odds / 2.0)))  # a sigmoid that cannot overflow
+    return float(probability) if probability.ndim == 0 else probability
 
 
 def no_answer_threshold(null_threshold: float, temperature: float = 1.0) -> float:
     """``null_threshold`` (on the null odds) on the no-answer score's scale, the one users see."""
-    return no_answer_probability(null_threshold, 0.0, temperature)
+    return float(no_answer_probability(null_threshold, 0.0, temperature))
 
 
-def answer_scores(span_logits: Sequence[float] | np.ndarray, null_score: float, temperature: float = 1.0, with_null: bool = True) -> tuple[np.ndarray, float]:
+def answer_scores(
+    span_logits: Sequence[float] | np.ndarray, null_score: float | np.ndarray, temperature: float = 1.0, with_null: bool = True
+) -> tuple[np.ndarray, Any]:
     """The probabilities users see: each span's and "no answer"'s; they sum to 1 over all spans.
 
     "No answer" gets :func:`no_answer_probability` (from the null odds); the spans share the
     rest in proportion to their softmax. Without ``with_null`` (the question may not be
-    unanswerable) the spans share everything.
+    unanswerable) the spans share everything. Works on one question or on rows of questions.
 
     Args:
-        span_logits: The question's candidate logits, best first or in any order.
-        null_score: Its null logit.
+        span_logits: The question's candidate logits (``-inf`` pads a row).
+        null_score: Its null logit (one per row).
         temperature: The calibration temperature.
-        with_null: Whether "no answer" is possible for this question.
+        with_null: Whether "no answer" is possible.
     """
-    spans = normalize_scores(span_logits, temperature)
     logits = np.asarray(span_logits, dtype=np.float64)
-    best = float(logits.max()) if logits.size else -np.inf
-    null = no_answer_probability(null_score, best, temperature) if with_null else 0.0
-    return spans * (1.0 - null), null
+    spans = normalize_scores(logits, temperature)
+    best = logits.max(axis=-1) if logits.shape[-1] else np.full(logits.shape[:-1], -np.inf)
+    null = no_answer_probability(null_score, best, temperature) if with_null else np.zeros_like(best)[()]
+    return spans * (1.0 - np.asarray(null))[..., None] if logits.ndim > 1 else spans * (1.0 - null), null
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ What differs, on purpose:
 * Windows are length-sorted and padded per batch, and the span search is exact (4.x: top-k of
   an outer product per window); the answers are the same but for those two causes.
 * Without ``max_answer_len``, ``doc_stride``, ``max_seq_len`` or ``max_question_len`` the 4.x
-  defaults apply (15, 128, 384, 64), not the model's ``spanqa.json``; without
+  defaults apply (:data:`PIPELINE_DEFAULTS`), not the model's ``spanqa.json``; without
   ``handle_impossible_answer`` "no answer" is never returned, as in 4.x.
 * ``num_workers`` has no effect (batches are built in-process); it is accepted with a warning.
 """
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends import BackendName, Precision
+from .config import DEFAULTS
 from .errors import ConfigError, did_you_mean
 from .reader import QARequest, Reader, ReaderResult
 
@@ -50,10 +51,10 @@ TASKS = ("question-answering",)
 
 PIPELINE_DEFAULTS: dict[str, Any] = {
     "top_k": 1,
-    "doc_stride": 128,
-    "max_answer_len": 15,
-    "max_seq_len": 384,
-    "max_question_len": 64,
+    "doc_stride": DEFAULTS.stride,  # 4.x's window settings happen to be spanqa's too
+    "max_answer_len": 15,  # 4.x's; spanqa's own default is longer
+    "max_seq_len": DEFAULTS.max_length,
+    "max_question_len": DEFAULTS.max_question_tokens,
     "handle_impossible_answer": False,
     "align_to_words": True,
 }

@@ -255,14 +255,15 @@ class Reader:
         size = batch_size or self.batch_size
         # Longest windows first: each batch is padded to its own longest row, so similar lengths waste little.
         order = np.argsort(-features.lengths, kind="stable")
-        # oneDNN keeps a compiled kernel per input shape: lengths rounded up to 16 bound them (24 at 384 tokens),
-        # where every distinct length grew memory with the data (1.32x peak RSS at 10x the questions, 1.07x rounded).
+        # oneDNN keeps a compiled kernel per input shape: lengths rounded up to 16 bound their number, where every
+        # distinct length grew memory with the data (1.32x peak RSS at 10x the XQuAD questions, 1.07x rounded).
         multiple = 16 if getattr(self.backend, "onednn", False) else None
         for lo in range(0, len(order), size):
             rows = order[lo : lo + size]
             padded = self.tokenizer.pad(features.model_inputs(rows), return_tensors="np", pad_to_multiple_of=multiple)
             start, end = self.backend(dict(padded))
-            yield rows, start, end
+            longest = int(padded["attention_mask"].sum(axis=1).max())  # the rounding's extra columns are padding
+            yield rows, start[:, :longest], end[:, :longest]
 
     def predict_examples(
         self,
