@@ -125,7 +125,21 @@ def test_same_answer_added_up_over_overlapping_windows():
     b = window(tokens[1:], {0: 4.0, 1: 4.3}, {0: 4.0, 1: 4.3}, ids=(2, 3))
     assert best([a, b], context) == "beta" and best([a, b], context, cp.SPANQA) == "gamma"
     category, why = cp.categorise(context, ans(context, 6, 10), ans(context, 11, 16), [a, b], [a, b])
-    assert category in (cp.OVERLAP, cp.NORM), why
+    # Both 4.x rules are needed to explain it: per-window scores and the overlap's parts added up.
+    assert category == f"{cp.NORM} + {cp.OVERLAP}" and "switch N+M" in why, why
+
+
+def test_overlap_sum_alone():
+    context = "alpha beta gamma delta"
+    pair = [(0, 5, 0), (6, 10, 1)]
+    # beta in two windows at 4.8 + 4.8 each (p = 0.57 x 0.57 there); gamma once at 5 + 5 (p = 0.67 x 0.67).
+    a = window(pair, {0: 4.5, 1: 4.8}, {0: 4.5, 1: 4.8}, ids=(1, 2))
+    b = window([(11, 16, 2), (17, 22, 3)], {0: 5.0, 1: 4.31}, {0: 5.0, 1: 4.31}, ids=(3, 4))
+    c = window(pair, {0: 4.5, 1: 4.8}, {0: 4.5, 1: 4.8}, ids=(1, 2))
+    hf, ours = ans(context, 6, 10), ans(context, 11, 16)
+    assert best([a, b, c], context) == "beta" and best([a, b, c], context, cp.SPANQA) == "gamma"
+    category, why = cp.categorise(context, hf, ours, [a, b, c], [a, b, c])
+    assert category == cp.OVERLAP and "switch M" in why, why
 
 
 def test_same_text_elsewhere():
