@@ -435,3 +435,18 @@ def test_predict_streams_to_a_device(tiny_bert_dir, sample_dev):
     assert Path("/dev/null").is_char_device()
     assert "/dev/full: no space left on the device" in one_error(run("predict", tiny_bert_dir, sample_dev, "-o", "/dev/full"))
     assert Path("/dev/full").is_char_device()
+
+
+def test_read_only_file_system_is_named(tmp_path):
+    import errno
+
+    with pytest.raises(OutputError, match=r"cannot write .*out\.json: read-only file system"):
+        with atomic_open(tmp_path / "out.json"):
+            raise OSError(errno.EROFS, "Read-only file system")  # what a write on a read-only mount raises
+
+
+def test_more_input_mistakes_are_one_line(sample_dev, tmp_path):
+    latin1 = tmp_path / "p.json"
+    latin1.write_bytes('{"q": "café"}'.encode("latin-1"))
+    assert "not UTF-8" in one_error(run("score", "-d", sample_dev, "-p", latin1))
+    assert "max_length" in one_error(run("data", "check", sample_dev, "--max-length", "0"))
