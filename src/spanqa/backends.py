@@ -296,9 +296,6 @@ class OnnxBackend:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or usable_cores()
-        # Idle pool threads sleep instead of spinning: spinning wins a little when nothing else runs,
-        # and takes the cores from tokenising, decoding and (in a server) the HTTP loop when something does.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(file), options, providers=_providers(ort, self._device))
         except Exception as err:  # onnxruntime raises its own exception types for unreadable or invalid models
