@@ -70,7 +70,8 @@ def test_evaluate_calibrate_save_stores_the_temperature(tiny_bert_dir, sample_de
     model = shutil.copytree(tiny_bert_dir, tmp_path / "m")
     result = evaluate(model, sample_dev, output_dir=tmp_path / "eval", calibrate=True, save=True)
     calibration = result.metrics["calibration"]
-    assert set(calibration) == {"temperature", "ece_before", "ece_after", "questions", "bins"} and calibration["bins"] == 10
+    assert set(calibration) == {"temperature", "ece_before", "ece_after", "questions", "bins", "fitted_temperature"}
+    assert calibration["bins"] == 10
     assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["calibration"] == calibration
     assert SpanQAConfig.load(model).temperature == pytest.approx(calibration["temperature"])
@@ -127,3 +128,16 @@ def test_score_threshold_trades_coverage_for_precision_monotonically(tiny_bert_d
         results = reader.answer_batch([QARequest(q, CONTEXT, score_threshold=threshold) for q in questions])
         coverage.append(sum(r.answer is not None for r in results))
     assert coverage == sorted(coverage, reverse=True)
+
+
+def test_a_temperature_that_does_not_help_is_not_taken():
+    from spanqa.calibration import calibrate
+    from spanqa.metrics import QuestionScore
+
+    # Confident and always right: any other temperature only moves scores away from 1.
+    predictions = [_prediction([8.0, 0.0, -1.0], qid=str(i)) for i in range(20)]
+    questions = [QuestionScore(id=str(i), prediction="s0", exact=1.0, f1=1.0, has_answer=True) for i in range(20)]
+    result = calibrate(predictions, questions, version_2=False, current_temperature=1.0)
+    assert result.ece_after <= result.ece_before
+    if result.temperature == 1.0:
+        assert result.ece_after == result.ece_before

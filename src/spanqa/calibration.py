@@ -27,21 +27,27 @@ ECE_BINS = 10
 
 @dataclass(frozen=True)
 class Calibration:
-    """A fitted temperature and the expected calibration error of the shown answer's score before and after."""
+    """The temperature to use and the expected calibration error of the shown answer's score before and after.
+
+    ``fitted`` is the log-loss optimum; ``temperature`` is it when it lowers the error on the
+    fitting data, else the model's current temperature (and ``ece_after == ece_before``).
+    """
 
     temperature: float
     ece_before: float
     ece_after: float
     questions: int
     bins: int = ECE_BINS
+    fitted: float | None = None
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | None]:
         return {
             "temperature": self.temperature,
             "ece_before": self.ece_before,
             "ece_after": self.ece_after,
             "questions": self.questions,
             "bins": self.bins,
+            "fitted_temperature": self.fitted,
         }
 
 
@@ -137,7 +143,11 @@ def calibrate(
     """
     exact = {q.id: q.exact == 1.0 for q in questions}
     correct = np.array([exact.get(p.id, False) for p in predictions])
-    temperature = fit_temperature(predictions, correct, version_2)
+    fitted = fit_temperature(predictions, correct, version_2)
     before = expected_calibration_error(shown_scores(predictions, version_2, current_temperature), correct)
-    after = expected_calibration_error(shown_scores(predictions, version_2, temperature), correct)
-    return Calibration(temperature, before, after, len(predictions))
+    after = expected_calibration_error(shown_scores(predictions, version_2, fitted), correct)
+    if after >= before:
+        # The log-loss optimum need not lower the binned error (little data, scores far from calibratable);
+        # as with the no-answer threshold, nothing changes without evidence that it helps.
+        return Calibration(current_temperature, before, before, len(predictions), fitted=fitted)
+    return Calibration(fitted, before, after, len(predictions), fitted=fitted)
