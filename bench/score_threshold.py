@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--columns", default=None, help="Column mapping for flat files (as on the command line).")
     parser.add_argument("--no-answer-marker", default=None)
     parser.add_argument("--thresholds", default=",".join(str(t) for t in THRESHOLDS), help="Comma-separated score thresholds.")
+    parser.add_argument(
+        "--always-answer",
+        action="store_true",
+        help="Switch the model's no-answer rule off: the score threshold alone decides (the answers then share all the probability).",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -45,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         columns["no_answer_marker"] = args.no_answer_marker
     dataset = load_examples(args.data, columns=columns)
     reader = Reader.from_pretrained(args.model)
-    results = reader.answer_batch([QARequest(ex.question, ex.context, id=ex.id) for ex in dataset.examples])
+    handle = False if args.always_answer else None
+    results = reader.answer_batch([QARequest(ex.question, ex.context, id=ex.id, handle_impossible=handle) for ex in dataset.examples])
     rows = []
     for ex, result in zip(dataset.examples, results):
         answer = result.answer
@@ -55,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(rows)
     print(
         f"model {args.model} (temperature {reader.config.temperature:.3f}, no-answer threshold "
-        f"{reader.config.null_threshold:g} on the null odds); {n} questions from {args.data}, "
+        f"{reader.config.null_threshold:g} on the null odds{', switched off' if args.always_answer else ''}); {n} questions from {args.data}, "
         f"{sum(not ex.answers for ex in dataset.examples)} unanswerable"
     )
     print("\n| score_threshold | answered | coverage | precision (EM of answered) |\n| --- | --- | --- | --- |")
