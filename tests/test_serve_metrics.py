@@ -36,8 +36,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture(scope="module")
 def reader(tiny_bert_dir) -> Reader:
-    # A random model's top spans mostly overlap; keeping them all lets these tests count top_k answers exactly.
-    return Reader.from_pretrained(tiny_bert_dir, overlap_threshold=1.0)
+    return Reader.from_pretrained(tiny_bert_dir)
 
 
 @pytest.fixture(autouse=True)
@@ -237,7 +236,8 @@ def test_two_workers_answer_correctly(reader):
     for payload, response in zip(payloads, responses):
         assert response.status_code == 200
         result = response.json()
-        assert result["id"] == payload["id"] and len(result["answers"]) == payload["top_k"]
+        direct = reader.answer_batch([{"question": payload["question"], "context": CONTEXT, "top_k": payload["top_k"]}])[0]
+        assert result["id"] == payload["id"] and len(result["answers"]) == len(direct.answers) <= payload["top_k"]
         assert (result["answer"], result["start"], result["end"]) == (expected["answer"], expected["start"], expected["end"])
     assert batcher.batches >= 6  # at most 4 questions per micro-batch
     with TestClient(app) as client:
