@@ -141,3 +141,17 @@ def test_a_temperature_that_does_not_help_is_not_taken():
     assert result.ece_after <= result.ece_before
     if result.temperature == 1.0:
         assert result.ece_after == result.ece_before
+
+
+def test_predict_and_ask_take_a_score_threshold(tiny_bert_dir, sample_dev, tmp_path):
+    from typer.testing import CliRunner
+
+    from spanqa.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "p.jsonl"
+    assert runner.invoke(app, ["predict", str(tiny_bert_dir), str(sample_dev), "-o", str(out), "--score-threshold", "1.0"]).exit_code == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records and all(r["answer"] == "" and r["answers"] == [] and r["is_impossible"] for r in records)
+    result = runner.invoke(app, ["ask", str(tiny_bert_dir), "Where did they play?", "--context", CONTEXT, "--score-threshold", "1.0", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output[result.output.index("{") :])["answers"] == []

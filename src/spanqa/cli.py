@@ -113,6 +113,9 @@ LangOpt = typer.Option(
 BackendOpt = typer.Option(
     "auto", "--backend", help="What runs the model: 'auto' (ONNX Runtime for a `spanqa export` folder, else PyTorch), 'torch' or 'onnx'."
 )
+ScoreThresholdOpt = typer.Option(
+    None, "--score-threshold", help="Drop answers whose score (probability) is below this; none left means 'no answer' (default: the model's)."
+)
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace the results of an earlier run at the output path.")
 DtypeOpt = typer.Option(
     None, "--dtype", help="PyTorch precision: bf16, fp16 or fp32 (default: bf16 on GPUs that support it, else fp32)."
@@ -334,10 +337,11 @@ def ask(
     backend: str = BackendOpt,
     dtype: Optional[str] = DtypeOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    score_threshold: Optional[float] = ScoreThresholdOpt,
 ) -> None:
     """Answer one question from a text given inline or in a file."""
     from .errors import ConfigError
-    from .reader import Reader
+    from .reader import QARequest, Reader
 
     if (context is None) == (context_file is None):
         raise ConfigError("give the text with exactly one of --context TEXT or --context-file FILE")
@@ -349,7 +353,10 @@ def ask(
         except IsADirectoryError:
             raise ConfigError(f"{context_file}: is a folder; --context-file takes a text file") from None
     reader = Reader.from_pretrained(model, device=device, backend=backend, dtype=dtype)  # type: ignore[arg-type]  # checked there
-    result = reader(question, context, top_k=top_k, max_answer_length=max_answer_length, handle_impossible=handle_impossible)
+    request = QARequest(
+        question, context, top_k=top_k, max_answer_length=max_answer_length, handle_impossible=handle_impossible, score_threshold=score_threshold
+    )
+    result = reader.answer_batch([request])[0]
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
         return
@@ -377,6 +384,7 @@ def predict(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
     backend: str = BackendOpt,
     dtype: Optional[str] = DtypeOpt,
+    score_threshold: Optional[float] = ScoreThresholdOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue a killed or interrupted run into OUT from its finished questions."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
@@ -388,7 +396,7 @@ def predict(
     reader = Reader.from_pretrained(model, device=device, batch_size=batch_size, backend=backend, dtype=dtype)  # type: ignore[arg-type]  # checked there
     count = predict_file(
         reader, data, out, columns=_columns(columns, None), top_k=top_k, max_answer_length=max_answer_length,
-        handle_impossible=handle_impossible, progress=True, resume=resume, overwrite=overwrite,
+        handle_impossible=handle_impossible, score_threshold=score_threshold, progress=True, resume=resume, overwrite=overwrite,
     )
     typer.echo(f"wrote {count} predictions to {out}")
 

@@ -41,6 +41,7 @@ def predict_file(
     top_k: int = 1,
     max_answer_length: int | None = None,
     handle_impossible: bool | None = None,
+    score_threshold: float | None = None,
     chunk_size: int = 64,
     progress: bool = False,
     resume: bool = False,
@@ -60,6 +61,7 @@ def predict_file(
         top_k: Answers kept per question.
         max_answer_length: Longest answer in tokens; default: the model's.
         handle_impossible: Allow "no answer"; default: as the model was trained.
+        score_threshold: Drop answers scoring below this (none left: "no answer"); default: the model's.
         chunk_size: Questions answered, then written and synced, at a time.
         progress: Show a progress bar.
         resume: Continue an interrupted run into ``out`` (same data and settings).
@@ -77,15 +79,17 @@ def predict_file(
     partial, settings_file = partial_paths(out)
     check_output(out, resume=resume, overwrite=overwrite)
     check_answer_limits(top_k, max_answer_length)
+    ask = {"top_k": top_k, "max_answer_length": max_answer_length, "handle_impossible": handle_impossible, "score_threshold": score_threshold}
     dataset = load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split, require_answers=False)
     examples = dataset.examples
     if out.exists() and not out.is_file():  # a device or pipe (/dev/stdout, a FIFO): streamed in place, nothing to resume
         with atomic_open(out) as handle:
             for lo in range(0, len(examples), chunk_size):
                 chunk = examples[lo : lo + chunk_size]
-                handle.write("".join(_record(r) + "\n" for r in reader.answer_batch(_requests(chunk, top_k, max_answer_length, handle_impossible))))
+                handle.write("".join(_record(r) + "\n" for r in reader.answer_batch(_requests(chunk, ask))))
         return len(examples)
     settings = _run_settings(reader, data, examples, top_k, max_answer_length, handle_impossible, chunk_size)
+    settings["score_threshold"] = score_threshold
     done = _resume_point(partial, settings_file, settings, len(examples)) if resume and partial.exists() else 0
     try:
         if not done:
@@ -95,7 +99,7 @@ def predict_file(
         with open(partial, "a" if done else "w", encoding="utf-8") as handle:
             for lo in range(done, len(examples), chunk_size):
                 chunk = examples[lo : lo + chunk_size]
-                handle.write("".join(_record(result) + "\n" for result in reader.answer_batch(_requests(chunk, top_k, max_answer_length, handle_impossible))))
+                handle.write("".join(_record(result) + "\n" for result in reader.answer_batch(_requests(chunk, ask))))
                 handle.flush()
                 os.fsync(handle.fileno())  # a kill after this point keeps the chunk
                 bar.update(len(chunk))
@@ -169,11 +173,8 @@ def _resume_point(partial: Path, settings_file: Path, settings: dict[str, Any], 
     return kept
 
 
-def _requests(chunk: Sequence[QAExample], top_k: int, max_answer_length: int | None, handle_impossible: bool | None) -> list[QARequest]:
-    return [
-        QARequest(ex.question, ex.context, top_k=top_k, max_answer_length=max_answer_length, handle_impossible=handle_impossible, id=ex.id)
-        for ex in chunk
-    ]
+def _requests(chunk: Sequence[QAExample], ask: Mapping[str, Any]) -> list[QARequest]:
+    return [QARequest(ex.question, ex.context, id=ex.id, **ask) for ex in chunk]
 
 
 def _record(result: Any) -> str:
