@@ -385,18 +385,22 @@ def predict(
     backend: str = BackendOpt,
     dtype: Optional[str] = DtypeOpt,
     score_threshold: Optional[float] = ScoreThresholdOpt,
+    shard: Optional[str] = typer.Option(
+        None, "--shard", help="i/n: answer only the i-th of n equal, consecutive parts (from 0), e.g. one task of a Slurm array or Kubernetes indexed job."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed or interrupted run into OUT from its finished questions."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Answer every question of a data file; JSONL out, streamed, with a progress bar; resumable."""
-    from .predict import check_output, predict_file
+    from .predict import check_output, parse_shard, predict_file
     from .reader import Reader
 
+    part = parse_shard(shard) if shard is not None else None
     check_output(out, resume=resume, overwrite=overwrite)  # before the model loads
     reader = Reader.from_pretrained(model, device=device, batch_size=batch_size, backend=backend, dtype=dtype)  # type: ignore[arg-type]  # checked there
     count = predict_file(
         reader, data, out, columns=_columns(columns, None), top_k=top_k, max_answer_length=max_answer_length,
-        handle_impossible=handle_impossible, score_threshold=score_threshold, progress=True, resume=resume, overwrite=overwrite,
+        handle_impossible=handle_impossible, score_threshold=score_threshold, shard=part, progress=True, resume=resume, overwrite=overwrite,
     )
     typer.echo(f"wrote {count} predictions to {out}")
 

@@ -21,7 +21,7 @@ from .errors import ConfigError, OutputError
 from .io import atomic_open, output_error, read_json, write_json
 from .reader import QARequest, Reader, _progress, check_answer_limits
 
-__all__ = ["predict_file", "partial_paths", "check_output"]
+__all__ = ["predict_file", "partial_paths", "check_output", "parse_shard", "shard_range"]
 
 
 def partial_paths(out: str | Path) -> tuple[Path, Path]:
@@ -42,6 +42,7 @@ def predict_file(
     max_answer_length: int | None = None,
     handle_impossible: bool | None = None,
     score_threshold: float | None = None,
+    shard: tuple[int, int] | None = None,
     chunk_size: int = 64,
     progress: bool = False,
     resume: bool = False,
@@ -62,6 +63,9 @@ def predict_file(
         max_answer_length: Longest answer in tokens; default: the model's.
         handle_impossible: Allow "no answer"; default: as the model was trained.
         score_threshold: Drop answers scoring below this (none left: "no answer"); default: the model's.
+        shard: ``(i, n)``: answer only the i-th of n consecutive, equal parts of the questions (see
+            :func:`shard_range`), for a job array on any scheduler; the n outputs, concatenated in
+            order, are the whole run's output.
         chunk_size: Questions answered, then written and synced, at a time.
         progress: Show a progress bar.
         resume: Continue an interrupted run into ``out`` (same data and settings).
@@ -82,6 +86,8 @@ def predict_file(
     ask = {"top_k": top_k, "max_answer_length": max_answer_length, "handle_impossible": handle_impossible, "score_threshold": score_threshold}
     dataset = load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split, require_answers=False)
     examples = dataset.examples
+    if shard is not None:
+        examples = examples[slice(*shard_range(len(examples), *shard))]
     if out.exists() and not out.is_file():  # a device or pipe (/dev/stdout, a FIFO): streamed in place, nothing to resume
         with atomic_open(out) as handle:
             for lo in range(0, len(examples), chunk_size):
@@ -109,6 +115,32 @@ def predict_file(
     except OSError as err:
         raise output_error(out, err) from None
     return len(examples)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` as ``(i, n)``, with ``0 <= i < n``.
+
+    Args:
+        text: The shard, e.g. ``0/3`` (shards count from 0, as Slurm array and Kubernetes job indexes do).
+    """
+    index, slash, count = text.partition("/")
+    if not (slash and index.strip().isdigit() and count.strip().isdigit()):
+        raise ConfigError(f"--shard must look like i/n (e.g. 0/3), got {text!r}")
+    i, n = int(index), int(count)
+    if not 0 <= i < n:
+        raise ConfigError(f"--shard {text}: i must be from 0 to n-1 (shards count from 0)")
+    return i, n
+
+
+def shard_range(total: int, index: int, count: int) -> tuple[int, int]:
+    """The questions ``[start, stop)`` of shard ``index`` of ``count``: consecutive, sizes differing by at most one.
+
+    Args:
+        total: How many questions there are.
+        index: The shard, from 0.
+        count: How many shards.
+    """
+    return index * total // count, (index + 1) * total // count
 
 
 def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> None:
