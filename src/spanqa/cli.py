@@ -338,11 +338,19 @@ def ask(
     dtype: Optional[str] = DtypeOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     score_threshold: Optional[float] = ScoreThresholdOpt,
+    index: Optional[Path] = typer.Option(None, "--index", help="Answer from the passages of this `spanqa index` folder instead of one text."),
+    passages: int = typer.Option(10, "--passages", min=1, help="With --index: how many retrieved passages the model reads."),
 ) -> None:
-    """Answer one question from a text given inline or in a file."""
+    """Answer one question from a text given inline or in a file, or from a document index (--index)."""
     from .errors import ConfigError
     from .reader import QARequest, Reader
 
+    if index is not None:
+        if context is not None or context_file is not None:
+            raise ConfigError("--index answers from the index; drop --context / --context-file")
+        _ask_index(model, question, index, passages, top_k=top_k, max_answer_length=max_answer_length, handle_impossible=handle_impossible,
+                   score_threshold=score_threshold, as_json=as_json, device=device, backend=backend, dtype=dtype)
+        return
     if (context is None) == (context_file is None):
         raise ConfigError("give the text with exactly one of --context TEXT or --context-file FILE")
     if context_file is not None:
@@ -369,6 +377,43 @@ def ask(
         typer.echo(f"{rank}. {answer.text}  (score {answer.score:.3f}, characters {answer.start}-{answer.end})")
         typer.echo(f"   ...{left}[{answer.text}]{right}...")
 
+
+def _ask_index(model: str, question: str, index_dir: Path, passages: int, *, as_json: bool, device: Optional[str], backend: str,
+               dtype: Optional[str], **options: Any) -> None:
+    """`ask --index`: retrieve passages, answer across them, print answers with their source offsets."""
+    from .index import Index, answer_from_index
+    from .reader import Reader
+
+    index = Index.load(index_dir)  # before the model loads: a wrong folder fails fast
+    reader = Reader.from_pretrained(model, device=device, backend=backend, dtype=dtype)  # type: ignore[arg-type]  # checked there
+    found = answer_from_index(reader, index, question, passages=passages, **options)
+    if as_json:
+        typer.echo(json.dumps(found.to_dict(), ensure_ascii=False, indent=2))
+        return
+    if found.answer is None:
+        typer.echo(f"(no answer)  p={found.result.no_answer_score:.3f}")
+    for rank, answer in enumerate(found.answers, 1):
+        typer.echo(f"{rank}. {answer.text}  (score {answer.score:.3f}, {answer.doc_id} characters {answer.start}-{answer.end})")
+        typer.echo(f"   ...{answer.passage.text.replace(chr(10), ' ')[:200]}...")
+
+
+@app.command("index")
+@user_errors
+def index_cmd(
+    docs: list[Path] = typer.Argument(..., help="Text/Markdown files, folders of them, JSONL/CSV/TSV/Parquet files or SQuAD JSON files."),
+    out: Path = typer.Option(..., "--out", "-o", help="The index folder."),
+    append: bool = typer.Option(False, "--append", help="Add documents to an existing index (its passages are kept)."),
+    text_column: str = typer.Option("text", "--text-column", help="Column holding the text in JSONL/CSV/Parquet files."),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding document ids (default: FILE#ROW)."),
+    embedding_model: Optional[str] = typer.Option(
+        None, "--embedding-model", help="Also store sentence embeddings of this model (e.g. minilm) and fuse them with BM25."
+    ),
+) -> None:
+    """Split documents into passages and index them for `spanqa ask --index`."""
+    from .index import build_index
+
+    built = build_index(docs, out, append=append, text_column=text_column, id_column=id_column, embedding_model=embedding_model)
+    typer.echo(f"indexed {built.manifest['passages']} passages of {built.manifest['documents']} documents in {out}")
 
 @app.command()
 @user_errors
