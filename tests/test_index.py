@@ -1,0 +1,159 @@
+"""`spanqa index` and `spanqa ask --index`: passages keep their source offsets, BM25 finds them,
+appending keeps what is there, bad input is one clear error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from spanqa.cli import app
+from spanqa.errors import ConfigError, DataError
+from spanqa.index import Index, answer_from_index, build_index, read_documents, split_passages
+from spanqa.reader import Reader
+
+runner = CliRunner()
+
+FILLER = " ".join(f"word{i}" for i in range(120))
+FACTS = {
+    "tower.txt": "The Eiffel Tower\n\nThe Eiffel Tower was completed in 1889 in Paris.\n\n" + FILLER,
+    "rivers.md": "# Rivers\n\n" + FILLER + "\n\nThe Danube flows through Vienna and Budapest.\n",
+    "notes/bread.txt": "Sourdough bread rises because of wild yeast.\n",
+}
+
+
+@pytest.fixture()
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    for name, text in FACTS.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_split_passages_keeps_offsets_and_overlaps_long_paragraphs() -> None:
+    long_paragraph = " ".join(f"w{i}" for i in range(500))
+    text = "Heading\n\nshort one.\n\n  \n" + long_paragraph + "\n\nlast paragraph here"
+    spans = split_passages(text, max_words=200, window_words=170, overlap_words=30)
+    pieces = [text[s:e] for s, e in spans]
+    assert pieces[0] == "Heading\n\nshort one."  # small paragraphs are joined
+    assert pieces[-1] == "last paragraph here"
+    windows = pieces[1:-1]
+    assert all(len(w.split()) <= 170 for w in windows)
+    assert windows[0].split()[-30:] == windows[1].split()[:30]  # consecutive windows overlap by 30 words
+    assert " ".join(windows).split()[-1] == "w499"  # nothing lost at the end
+    for start, end in spans:
+        assert text[start:end] == text[start:end].strip()
+
+
+def test_passages_point_into_their_source_documents(docs: Path, tmp_path: Path) -> None:
+    index = build_index([docs], tmp_path / "ix", max_words=100)
+    assert index.manifest["documents"] == 3 and index.manifest["passages"] > 3
+    for passage in index.passages:
+        source = Path(passage.source).read_text(encoding="utf-8")
+        assert source[passage.start : passage.end] == passage.text
+    assert index.manifest["format_version"] == 1 and index.manifest["embedding_model"] is None
+
+
+def test_bm25_finds_the_right_passage(docs: Path, tmp_path: Path) -> None:
+    build_index([docs], tmp_path / "ix", max_words=100)
+    index = Index.load(tmp_path / "ix")
+    hit = index.search("Which cities does the Danube flow through?", k=3)[0]
+    assert "Danube" in hit.passage.text and hit.passage.doc_id.endswith("rivers.md")
+    assert index.search("wild yeast sourdough", k=1)[0].passage.doc_id.endswith("bread.txt")
+    assert len(index.search("the of and", k=50)) == index.manifest["passages"]  # stopwords only, k beyond the index: no failure
+
+
+def test_append_keeps_existing_passages(docs: Path, tmp_path: Path) -> None:
+    first = build_index([docs / "tower.txt"], tmp_path / "ix")
+    extra = tmp_path / "more.jsonl"
+    extra.write_text(json.dumps({"key": "k1", "body": "Mount Everest is the highest mountain."}) + "\n", encoding="utf-8")
+    both = build_index([extra, docs / "tower.txt"], tmp_path / "ix", append=True, text_column="body", id_column="key")
+    assert both.passages[: len(first.passages)] == first.passages  # the tower file is not indexed twice
+    assert both.manifest["documents"] == 2
+    assert both.search("highest mountain", 1)[0].passage.doc_id == "k1"
+    with pytest.raises(ConfigError, match="--append"):
+        build_index([docs], tmp_path / "ix")  # no silent overwrite
+
+
+def test_tables_and_squad_contexts(tmp_path: Path) -> None:
+    pd.DataFrame({"text": ["Alpha beta.", "Gamma delta."], "id": ["a", "b"]}).to_parquet(tmp_path / "t.parquet")
+    pd.DataFrame({"text": ["Epsilon."]}).to_csv(tmp_path / "t.csv", index=False)
+    squad = {"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": "Zeta eta.", "qas": [
+        {"id": "1", "question": "q1?", "answers": [{"text": "Zeta", "answer_start": 0}]},
+        {"id": "2", "question": "q2?", "answers": [{"text": "eta", "answer_start": 5}]},
+    ]}]}]}
+    (tmp_path / "s.json").write_text(json.dumps(squad), encoding="utf-8")
+    documents = read_documents([tmp_path / "t.parquet", tmp_path / "t.csv", tmp_path / "s.json"], id_column=None)
+    assert [d.text for d in documents] == ["Alpha beta.", "Gamma delta.", "Epsilon.", "Zeta eta."]  # one document per distinct context
+    assert [d.doc_id for d in read_documents([tmp_path / "t.parquet"], id_column="id")] == ["a", "b"]
+
+
+def test_bad_inputs_are_one_clear_error(docs: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no .txt or .md files"):
+        build_index([tmp_path / "empty"], tmp_path / "ix")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(DataError, match="latin1.txt: not UTF-8"):
+        build_index([tmp_path / "latin1.txt"], tmp_path / "ix")
+    (tmp_path / "rows.jsonl").write_text('{"body": "x"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="rows.jsonl: no column 'text' \\(--text-column\\); columns are 'body'"):
+        build_index([tmp_path / "rows.jsonl"], tmp_path / "ix")
+    with pytest.raises(DataError, match="no column 'key' \\(--id-column\\)"):
+        build_index([tmp_path / "rows.jsonl"], tmp_path / "ix", text_column="body", id_column="key")
+    with pytest.raises(DataError, match="nope.txt: no such file"):
+        build_index([tmp_path / "nope.txt"], tmp_path / "ix")
+    with pytest.raises(DataError, match="not a spanqa index"):
+        Index.load(tmp_path)
+
+    build_index([docs / "tower.txt"], tmp_path / "ix")  # BM25 only
+    with pytest.raises(ConfigError, match="built with embedding model None, not 'minilm'"):
+        build_index([docs / "rivers.md"], tmp_path / "ix", append=True, embedding_model="minilm")
+
+    result = runner.invoke(app, ["index", str(tmp_path / "rows.jsonl"), "--out", str(tmp_path / "ix2")])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'rows.jsonl'}: no column 'text' (--text-column); columns are 'body'"]
+
+
+@pytest.mark.integration
+def test_dense_embeddings_are_fused_and_kept_on_append(docs: Path, tmp_path: Path) -> None:
+    index = build_index([docs / "tower.txt", docs / "rivers.md"], tmp_path / "ix", embedding_model="minilm", max_words=100)
+    count = len(index.passages)
+    grown = build_index([docs / "notes"], tmp_path / "ix", append=True)  # the index's own model
+    assert grown.manifest["embedding_model"] == "minilm"
+    assert grown._embeddings is not None and grown._embeddings.shape[0] == len(grown.passages) > count
+    assert grown.search("What makes sourdough bread rise?", 1)[0].passage.doc_id.endswith("bread.txt")
+
+
+def test_ask_index_end_to_end(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    result = runner.invoke(app, ["index", str(docs), "--out", str(tmp_path / "ix")])
+    assert result.exit_code == 0, result.output
+    assert "indexed" in result.stdout
+
+    args = ["ask", str(tiny_bert_dir), "Where does the Danube flow?", "--index", str(tmp_path / "ix"), "--passages", "2", "--top-k", "3"]
+    result = runner.invoke(app, [*args, "--json", "--always-answer", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    answers = json.loads(result.stdout)["answers"]
+    assert answers
+    for answer in answers:  # offsets are into the source file, not the passage
+        assert Path(answer["source"]).read_text(encoding="utf-8")[answer["start"] : answer["end"]] == answer["text"]
+
+    result = runner.invoke(app, [*args, "--always-answer", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "rivers.md characters" in result.stdout or "tower.txt characters" in result.stdout
+
+    result = runner.invoke(app, [*args, "--context", "some text"])
+    assert result.exit_code == 1 and "drop --context" in result.stderr
+
+
+def test_answer_from_index_api(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    index = build_index([docs], tmp_path / "ix", max_words=100)
+    reader = Reader.from_pretrained(str(tiny_bert_dir), device="cpu")
+    found = answer_from_index(reader, index, "When was the Eiffel Tower completed?", top_k=2, passages=3, handle_impossible=False)
+    assert len(found.hits) == 3 and found.answer is not None
+    for answer in found.answers:
+        assert answer.passage.start <= answer.start < answer.end <= answer.passage.end
+        assert Path(answer.source).read_text(encoding="utf-8")[answer.start : answer.end] == answer.text
