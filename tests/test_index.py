@@ -110,8 +110,14 @@ def test_bad_inputs_are_one_clear_error(docs: Path, tmp_path: Path) -> None:
         Index.load(tmp_path)
 
     build_index([docs / "tower.txt"], tmp_path / "ix")  # BM25 only
+    before = sorted((p.name, p.read_bytes()) for p in (tmp_path / "ix").rglob("*") if p.is_file())
     with pytest.raises(ConfigError, match="built with embedding model None, not 'minilm'"):
         build_index([docs / "rivers.md"], tmp_path / "ix", append=True, embedding_model="minilm")
+    with pytest.raises(DataError, match="latin1.txt"):
+        build_index([docs / "rivers.md", tmp_path / "latin1.txt"], tmp_path / "ix", append=True)
+    assert sorted((p.name, p.read_bytes()) for p in (tmp_path / "ix").rglob("*") if p.is_file()) == before  # failed appends change nothing
+    with pytest.raises(ConfigError, match="not an empty folder or a spanqa index"):
+        build_index([docs], docs / "notes")  # would replace the user's files
 
     result = runner.invoke(app, ["index", str(tmp_path / "rows.jsonl"), "--out", str(tmp_path / "ix2")])
     assert result.exit_code == 1

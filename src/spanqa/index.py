@@ -8,7 +8,8 @@ normalised sentence embeddings of a MiniLM-style model, fused with BM25 by recip
 rank answers across them, mapping each answer back to offsets in its source document.
 
 Index folder layout: ``passages.jsonl`` (one passage a line), ``bm25/`` (the bm25s model),
-``embeddings.npy`` (when dense) and ``index.json`` (the manifest, written last).
+``embeddings.npy`` (when dense) and ``index.json`` (the manifest). Every build or append
+writes a new folder and swaps it in whole, so readers never see a half-written index.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError, DataError, first_line
-from .io import atomic_folder, atomic_open, read_json, write_json
+from .io import atomic_folder, read_json, write_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from .reader import Reader, ReaderResult
@@ -342,6 +343,8 @@ class Index:
         if version != FORMAT_VERSION:
             raise DataError(f"{folder}: index format {version} is not {FORMAT_VERSION} (this spanqa's); rebuild the index")
         passages = _read_passages(folder / PASSAGES)
+        if len(passages) != manifest.get("passages"):
+            raise DataError(f"{folder}: {PASSAGES} holds {len(passages)} passages, {MANIFEST} says {manifest.get('passages')}; rebuild the index")
         bm25 = bm25s.BM25.load(str(folder / BM25_DIR), show_progress=False)
         embeddings = np.load(folder / EMBEDDINGS) if manifest.get("embedding_model") else None
         return cls(folder, passages, manifest, bm25, embeddings)
@@ -358,9 +361,9 @@ class Index:
         """
         if k < 1:
             raise ConfigError(f"number of passages must be positive, got {k}")
-        lexical = _rank(self._bm25_scores(question))
+        scores = self._bm25_scores(question)
+        lexical = _rank(scores)
         if self._embeddings is None:
-            scores = self._bm25_scores(question)
             return [Hit(self.passages[i], float(scores[i])) for i in lexical[:k]]
         dense = _rank(self._embeddings @ self._encode([question])[0])
         fused = np.zeros(len(self.passages))
@@ -461,6 +464,9 @@ def build_index(
             raise ConfigError(f"{out}: index was built with embedding model {built_with!r}, not {embedding_model!r}; rebuild it or drop the option")
     elif not append and (out / MANIFEST).exists():
         raise ConfigError(f"{out}: an index is already there; pass --append to add documents or choose another folder")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # The index replaces the whole folder; other files there would be lost.
+        raise ConfigError(f"{out}: exists and is not an empty folder or a spanqa index; choose another --out")
 
     known = {p.doc_id for p in old.passages} if old else set()
     new_passages = list(_passages_of(read_documents(docs, text_column, id_column), known, max_words))
@@ -485,7 +491,7 @@ def build_index(
 def _passages_of(documents: Iterable[_Document], known: set[str], max_words: int) -> Iterator[Passage]:
     for doc in documents:
         if doc.doc_id in known:
-            logger.warning("%s: already in the index; skipped", doc.doc_id)
+            logger.warning("%s: already indexed; skipped", doc.doc_id)
             continue
         known.add(doc.doc_id)
         for start, end in split_passages(doc.text, max_words=max_words, window_words=min(170, max_words), overlap_words=min(30, max_words // 4)):
@@ -502,22 +508,20 @@ def _embeddings(old: Index | None, new: list[Passage], model: str | None) -> np.
 
 
 def _write(out: Path, passages: list[Passage], embeddings: np.ndarray | None, manifest: dict[str, Any]) -> None:
-    """Write the index files; the manifest goes last, so a killed run leaves the old index usable
-    or no index (a reader checks the manifest's passage count)."""
+    """Write the whole index into a staging folder and swap it in, so a killed or failed run
+    (an append included) leaves the previous index as it was."""
     import bm25s
 
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out / PASSAGES) as handle:
-        for passage in passages:
-            handle.write(json.dumps(asdict(passage), ensure_ascii=False) + "\n")
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize([p.text for p in passages], stopwords="en", show_progress=False), show_progress=False)
-    with atomic_folder(out / BM25_DIR) as staging:
-        retriever.save(str(staging), show_progress=False)
-    if embeddings is not None:
-        with atomic_open(out / EMBEDDINGS, "wb", encoding=None) as handle:
-            np.save(handle, embeddings)
-    write_json(out / MANIFEST, manifest)
+    with atomic_folder(out) as staging:
+        with open(staging / PASSAGES, "w", encoding="utf-8") as handle:
+            for passage in passages:
+                handle.write(json.dumps(asdict(passage), ensure_ascii=False) + "\n")
+        retriever.save(str(staging / BM25_DIR), show_progress=False)
+        if embeddings is not None:
+            np.save(staging / EMBEDDINGS, embeddings)
+        write_json(staging / MANIFEST, manifest)
 
 
 # --------------------------------------------------------------------------- answering
