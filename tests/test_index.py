@@ -163,3 +163,27 @@ def test_answer_from_index_api(docs: Path, tmp_path: Path, tiny_bert_dir: Path) 
     for answer in found.answers:
         assert answer.passage.start <= answer.start < answer.end <= answer.passage.end
         assert Path(answer.source).read_text(encoding="utf-8")[answer.start : answer.end] == answer.text
+
+
+def test_search_methods_and_retrieval_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    contexts = ["The Danube flows through Vienna.", "Sourdough rises with wild yeast.", "Mount Everest is the highest mountain."]
+    squad = {"version": "1.1", "data": [
+        {"title": f"T{i}", "paragraphs": [{"context": c, "qas": [{"id": str(i), "question": q, "answers": [{"text": a, "answer_start": c.index(a)}]}]}]}
+        for i, (c, q, a) in enumerate(zip(contexts, ["What flows through Vienna?", "What makes sourdough rise?", "Which is the highest mountain?"],
+                                              ["Danube", "wild yeast", "Mount Everest"]))
+    ]}
+    data = tmp_path / "squad.json"
+    data.write_text(json.dumps(squad), encoding="utf-8")
+    index = build_index([data], tmp_path / "ix")
+    assert index.search("highest mountain", 1, method="bm25")[0].passage.text == contexts[2]
+    with pytest.raises(ConfigError, match="no embeddings"):
+        index.search("highest mountain", 1, method="fused")
+
+    spec = importlib.util.spec_from_file_location("retrieval_bench", Path(__file__).resolve().parents[1] / "bench" / "retrieval.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--data", str(data), "--train-articles", "1", "--bm25-only"]) == 0
+    assert "bm25    1.000  1.000  1.000" in capsys.readouterr().out  # 2 questions of articles 2-3, both found first

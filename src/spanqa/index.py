@@ -349,7 +349,7 @@ class Index:
         embeddings = np.load(folder / EMBEDDINGS) if manifest.get("embedding_model") else None
         return cls(folder, passages, manifest, bm25, embeddings)
 
-    def search(self, question: str, k: int = 10) -> list[Hit]:
+    def search(self, question: str, k: int = 10, method: str | None = None) -> list[Hit]:
         """The ``k`` passages that best match ``question``, best first.
 
         BM25 alone, or BM25 and embedding similarity fused by reciprocal rank fusion when the
@@ -358,12 +358,21 @@ class Index:
         Args:
             question: The question.
             k: How many passages to return.
+            method: ``bm25``, ``dense`` or ``fused`` (default: ``fused`` when the index holds embeddings, else ``bm25``).
         """
         if k < 1:
             raise ConfigError(f"number of passages must be positive, got {k}")
+        method = method or ("bm25" if self._embeddings is None else "fused")
+        if method not in ("bm25", "dense", "fused"):
+            raise ConfigError(f"unknown retrieval method {method!r}; use bm25, dense or fused")
+        if method != "bm25" and self._embeddings is None:
+            raise ConfigError(f"{self.folder}: the index holds no embeddings; rebuild it with --embedding-model for {method} retrieval")
+        if method == "dense":
+            similarity = self._embeddings @ self._encode([question])[0]
+            return [Hit(self.passages[i], float(similarity[i])) for i in _rank(similarity)[:k]]
         scores = self._bm25_scores(question)
         lexical = _rank(scores)
-        if self._embeddings is None:
+        if method == "bm25":
             return [Hit(self.passages[i], float(scores[i])) for i in lexical[:k]]
         dense = _rank(self._embeddings @ self._encode([question])[0])
         fused = np.zeros(len(self.passages))
