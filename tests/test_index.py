@@ -108,6 +108,11 @@ def test_bad_inputs_are_one_clear_error(docs: Path, tmp_path: Path) -> None:
         build_index([tmp_path / "nope.txt"], tmp_path / "ix")
     with pytest.raises(DataError, match="not a spanqa index"):
         Index.load(tmp_path)
+    broken = tmp_path / "broken"
+    build_index([docs / "tower.txt"], broken)
+    (broken / "passages.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(DataError, match="passages.jsonl holds 0 passages"):
+        Index.load(broken)
 
     build_index([docs / "tower.txt"], tmp_path / "ix")  # BM25 only
     before = sorted((p.name, p.read_bytes()) for p in (tmp_path / "ix").rglob("*") if p.is_file())

@@ -345,8 +345,13 @@ class Index:
         passages = _read_passages(folder / PASSAGES)
         if len(passages) != manifest.get("passages"):
             raise DataError(f"{folder}: {PASSAGES} holds {len(passages)} passages, {MANIFEST} says {manifest.get('passages')}; rebuild the index")
-        bm25 = bm25s.BM25.load(str(folder / BM25_DIR), show_progress=False)
-        embeddings = np.load(folder / EMBEDDINGS) if manifest.get("embedding_model") else None
+        try:
+            bm25 = bm25s.BM25.load(str(folder / BM25_DIR), show_progress=False)
+            embeddings = np.load(folder / EMBEDDINGS) if manifest.get("embedding_model") else None
+        except (OSError, ValueError) as err:  # a missing or damaged file
+            raise DataError(f"{folder}: cannot read the index ({first_line(err)}); rebuild it") from None
+        if embeddings is not None and embeddings.shape[0] != len(passages):
+            raise DataError(f"{folder}: {EMBEDDINGS} holds {embeddings.shape[0]} rows for {len(passages)} passages; rebuild the index")
         return cls(folder, passages, manifest, bm25, embeddings)
 
     def search(self, question: str, k: int = 10, method: str | None = None) -> list[Hit]:
