@@ -394,7 +394,10 @@ def _ask_index(model: str, question: str, index_dir: Path, passages: int, *, as_
         typer.echo(f"(no answer)  p={found.result.no_answer_score:.3f}")
     for rank, answer in enumerate(found.answers, 1):
         typer.echo(f"{rank}. {answer.text}  (score {answer.score:.3f}, {answer.doc_id} characters {answer.start}-{answer.end})")
-        typer.echo(f"   ...{answer.passage.text.replace(chr(10), ' ')[:200]}...")
+        text, at = answer.passage.text, answer.start - answer.passage.start  # the answer's place in its passage
+        left = text[max(0, at - 60) : at].replace("\n", " ")
+        right = text[at + len(answer.text) : at + len(answer.text) + 60].replace("\n", " ")
+        typer.echo(f"   ...{left}[{answer.text}]{right}...")
 
 
 @app.command("index")
