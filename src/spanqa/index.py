@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .reader import Reader, ReaderResult
 
 __all__ = [
+    "Document",
     "Passage",
     "Hit",
     "SourcedAnswer",
@@ -191,13 +192,15 @@ def _windows(words: list[tuple[int, int]], size: int, overlap: int) -> Iterator[
 
 
 @dataclass(frozen=True)
-class _Document:
+class Document:
+    """One source document: ``doc_id`` names it in answers, ``source`` is the file it came from."""
+
     doc_id: str
     source: str
     text: str
 
 
-def read_documents(paths: Sequence[str | Path], text_column: str = "text", id_column: str | None = None) -> list[_Document]:
+def read_documents(paths: Sequence[str | Path], text_column: str = "text", id_column: str | None = None) -> list[Document]:
     """Every document in ``paths``, in order.
 
     Args:
@@ -209,7 +212,7 @@ def read_documents(paths: Sequence[str | Path], text_column: str = "text", id_co
     Raises:
         DataError: a missing path, an empty folder, an unreadable or non-UTF-8 file, a missing column.
     """
-    documents: list[_Document] = []
+    documents: list[Document] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -230,14 +233,14 @@ def read_documents(paths: Sequence[str | Path], text_column: str = "text", id_co
     return documents
 
 
-def _text_document(path: Path) -> _Document:
+def _text_document(path: Path) -> Document:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read the file ({err.strerror or first_line(err)})") from None
-    return _Document(str(path), str(path), text)
+    return Document(str(path), str(path), text)
 
 
 def _table_records(path: Path) -> list[dict[str, Any]]:
@@ -275,7 +278,7 @@ def _json_line(line: str, path: Path, number: int) -> dict[str, Any]:
     return record
 
 
-def _table_documents(path: Path, text_column: str, id_column: str | None) -> Iterator[_Document]:
+def _table_documents(path: Path, text_column: str, id_column: str | None) -> Iterator[Document]:
     records = _table_records(path)
     columns = list(records[0]) if records else []
     for wanted, role in ((text_column, "--text-column"), (id_column, "--id-column")):
@@ -288,10 +291,10 @@ def _table_documents(path: Path, text_column: str, id_column: str | None) -> Ite
         if not isinstance(text, str):
             raise DataError(f"{path}: row {row}: column {text_column!r} holds {type(text).__name__}, expected text")
         doc_id = str(record[id_column]) if id_column is not None else f"{path}#{row}"
-        yield _Document(doc_id, str(path), text)
+        yield Document(doc_id, str(path), text)
 
 
-def _squad_documents(path: Path) -> Iterator[_Document]:
+def _squad_documents(path: Path) -> Iterator[Document]:
     from .data import load_examples
 
     dataset = load_examples(path, require_answers=False)
@@ -300,7 +303,7 @@ def _squad_documents(path: Path) -> Iterator[_Document]:
         if example.context in seen:
             continue  # many questions share a paragraph; index it once
         seen.add(example.context)
-        yield _Document(f"{path}#{len(seen)}", str(path), example.context)
+        yield Document(f"{path}#{len(seen)}", str(path), example.context)
 
 
 # --------------------------------------------------------------------------- the index
@@ -502,7 +505,7 @@ def build_index(
     return Index.load(out)
 
 
-def _passages_of(documents: Iterable[_Document], known: set[str], max_words: int) -> Iterator[Passage]:
+def _passages_of(documents: Iterable[Document], known: set[str], max_words: int) -> Iterator[Passage]:
     for doc in documents:
         if doc.doc_id in known:
             logger.warning("%s: already indexed; skipped", doc.doc_id)
