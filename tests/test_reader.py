@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import XQUAD, needs_shared
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from spanqa import Reader, SpanQAConfig, evaluate, load_examples
@@ -159,3 +161,18 @@ def test_reader_agrees_with_evaluate_on_every_xquad_question(tiny_bert_dir, samp
     assert not disagree, f"{len(disagree)} of {len(answers)} differ, e.g. {disagree[:3]}"
     assert len(answers) == len(dataset) == 1190
     assert np.isfinite(result.metrics["f1"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 384), max_size=80), st.integers(1, 40))
+def test_length_batches_cover_every_window_with_bounded_padding(lengths, size):
+    from spanqa.reader import PADDING_SLACK, length_batches
+
+    ordered = np.array(sorted(lengths, reverse=True), dtype=np.int64)
+    ranges = length_batches(ordered, size)
+    assert [i for lo, hi in ranges for i in range(lo, hi)] == list(range(len(ordered)))
+    for lo, hi in ranges:
+        assert 1 <= hi - lo <= size
+        assert ordered[hi - 1] >= PADDING_SLACK * ordered[lo]  # no window padded by more than a quarter of the longest
+    # Uniform lengths (bulk data) keep full batches.
+    assert [hi - lo for lo, hi in length_batches(np.full(100, 200), 32)] == [32, 32, 32, 4]
