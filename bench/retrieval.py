@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-articles", type=int, default=36, help="Questions of the articles after these are asked.")
     parser.add_argument("--bm25-only", action="store_true", help="Skip the embeddings (no model load).")
     parser.add_argument("--embedding-model", default="minilm")
+    parser.add_argument("--reader", help="Also answer with this QA model: end-to-end EM/F1 over the index beside the gold passage's, and seconds per question.")
+    parser.add_argument("--passages", type=int, default=10, help="Passages the reader reads per question (with --reader).")
     args = parser.parse_args(argv)
 
     from spanqa.data import load_examples, split_by_title
@@ -54,7 +56,35 @@ def main(argv: list[str] | None = None) -> int:
             ms = 1000 * (time.perf_counter() - started) / len(questions)
             recalls = [sum(rank is not None and rank < k for rank in found) / len(found) for k in KS]
             print(f"{method:<7} " + "  ".join(f"{r:.3f}" for r in recalls) + f"  {ms:.1f}")
+        if args.reader:
+            _read(args.reader, index, questions, args.passages, "bm25" if args.bm25_only else "fused")
     return 0
+
+
+def _read(model: str, index: Index, questions: list[QAExample], passages: int, method: str) -> None:
+    """End-to-end EM/F1 (retrieve, then read) beside the gold-passage EM/F1, and the time per question once loaded."""
+    import statistics
+
+    from spanqa import Reader
+    from spanqa.index import answer_from_index
+    from spanqa.metrics import score_predictions
+
+    reader = Reader.from_pretrained(model)
+    gold = {ex.id: reader(ex.question, ex.context).answers[0].text for ex in questions}
+    answer_from_index(reader, index, questions[0].question, passages=passages)  # warm-up, untimed
+    seconds, open_domain = [], {}
+    for ex in questions:
+        started = time.perf_counter()
+        found = answer_from_index(reader, index, ex.question, passages=passages)  # the index's own method: fused when it has embeddings
+        seconds.append(time.perf_counter() - started)
+        open_domain[ex.id] = found.answers[0].text if found.answers else ""
+    for name, predictions in (("gold passage", gold), (f"index ({method}, {passages} passages)", open_domain)):
+        metrics = score_predictions(questions, predictions, version_2=False).metrics
+        print(f"reader {model}, {name}: EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f}")
+    print(
+        f"retrieve + read per question, model loaded: mean {statistics.mean(seconds):.3f} s, "
+        f"median {statistics.median(seconds):.3f} s, max {max(seconds):.3f} s (acceptance < 2 s)"
+    )
 
 
 def _document_ids(dataset: QADataset, path: str) -> dict[str, str]:
