@@ -201,3 +201,29 @@ def sample_train() -> Path:
 @pytest.fixture(scope="session")
 def sample_dev() -> Path:
     return sample_path("dev")
+
+
+@pytest.fixture
+def fresh_cli_logging():
+    """The CLI attaches a stderr handler to the 'spanqa' logger once; drop it so each run logs to its own stderr."""
+    import logging
+
+    logger = logging.getLogger("spanqa")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    logger.handlers.clear()
+    yield
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
+
+
+@pytest.fixture(scope="session")
+def tok_dir(tmp_path_factory) -> str:
+    """A tiny WordPiece tokenizer folder, with the config.json model folders need (`data check` measures lengths with it)."""
+    from transformers import BertConfig
+
+    folder = tmp_path_factory.mktemp("tok")
+    tokenizer = build_wordpiece()
+    tokenizer.save_pretrained(folder)
+    BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(folder)
+    return str(folder)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import re
 from pathlib import Path
 
 import pytest
-from conftest import SUBJQA, XQUAD, build_wordpiece, needs_shared
+from conftest import SUBJQA, XQUAD, needs_shared
 from typer.testing import CliRunner
 
 from spanqa.cli import app
@@ -21,28 +20,7 @@ SUBJQA_COLUMNS = "context=review,answer_text=human_ans_spans,answer_start=human_
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def fresh_cli_logging():
-    """The CLI attaches a stderr handler to the 'spanqa' logger once; drop it so each run logs to its own stderr."""
-    logger = logging.getLogger("spanqa")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    logger.handlers.clear()
-    yield
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
-
-
-@pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory) -> str:
-    """A tiny WordPiece tokenizer folder (with a config.json, which model folders need)."""
-    from transformers import BertConfig
-
-    folder = tmp_path_factory.mktemp("tok")
-    tokenizer = build_wordpiece()
-    tokenizer.save_pretrained(folder)
-    BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(folder)
-    return str(folder)
+pytestmark = pytest.mark.usefixtures("fresh_cli_logging")
 
 
 def reviews_csv(path: Path) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
 import re
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import build_wordpiece
 from test_metrics import HAND_V2, HAND_V2_PREDS, assert_metrics_match, examples_of, ref_v2_evaluate
 from typer.testing import CliRunner
 
@@ -32,28 +30,7 @@ CTX = "The Denver Broncos won 24 to 10 in Santa Clara."
 LONG_INT = "1" * (sys.get_int_max_str_digits() + 10)
 
 
-@pytest.fixture(autouse=True)
-def fresh_cli_logging():
-    """The CLI attaches a stderr handler to the 'spanqa' logger once; drop it so each run logs to its own stderr."""
-    logger = logging.getLogger("spanqa")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    logger.handlers.clear()
-    yield
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
-
-
-@pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory) -> str:
-    """A tiny WordPiece tokenizer folder for `spanqa data check` (which measures lengths in tokens)."""
-    from transformers import BertConfig
-
-    folder = tmp_path_factory.mktemp("tok")
-    tokenizer = build_wordpiece()
-    tokenizer.save_pretrained(folder)
-    BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(folder)
-    return str(folder)
+pytestmark = pytest.mark.usefixtures("fresh_cli_logging")
 
 
 def qa(qid: Any = "q1", **fields: Any) -> dict[str, Any]:
