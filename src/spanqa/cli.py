@@ -372,10 +372,15 @@ def ask(
         typer.echo(f"(no answer)  p={result.no_answer_score:.3f}")
     for rank, answer in enumerate(result.answers, 1):
         assert context is not None
-        left = context[max(0, answer.start - 60) : answer.start].replace("\n", " ")
-        right = context[answer.end : answer.end + 60].replace("\n", " ")
         typer.echo(f"{rank}. {answer.text}  (score {answer.score:.3f}, characters {answer.start}-{answer.end})")
-        typer.echo(f"   ...{left}[{answer.text}]{right}...")
+        typer.echo(_in_context(context, answer.start, answer.end))
+
+
+def _in_context(text: str, start: int, end: int, width: int = 60) -> str:
+    """``text[start:end]`` in brackets with up to ``width`` characters either side, on one line."""
+    left = text[max(0, start - width) : start].replace("\n", " ")
+    right = text[end : end + width].replace("\n", " ")
+    return f"   ...{left}[{text[start:end]}]{right}..."
 
 
 def _ask_index(model: str, question: str, index_dir: Path, passages: int, *, as_json: bool, device: Optional[str], backend: str,
@@ -394,10 +399,8 @@ def _ask_index(model: str, question: str, index_dir: Path, passages: int, *, as_
         typer.echo(f"(no answer)  p={found.result.no_answer_score:.3f}")
     for rank, answer in enumerate(found.answers, 1):
         typer.echo(f"{rank}. {answer.text}  (score {answer.score:.3f}, {answer.doc_id} characters {answer.start}-{answer.end})")
-        text, at = answer.passage.text, answer.start - answer.passage.start  # the answer's place in its passage
-        left = text[max(0, at - 60) : at].replace("\n", " ")
-        right = text[at + len(answer.text) : at + len(answer.text) + 60].replace("\n", " ")
-        typer.echo(f"   ...{left}[{answer.text}]{right}...")
+        at = answer.start - answer.passage.start  # the answer's place in its passage
+        typer.echo(_in_context(answer.passage.text, at, at + len(answer.text)))
 
 
 @app.command("index")

@@ -125,7 +125,7 @@ def answer_scores(
     spans = normalize_scores(logits, temperature)
     best = logits.max(axis=-1) if logits.shape[-1] else np.full(logits.shape[:-1], -np.inf)
     null = no_answer_probability(null_score, best, temperature) if with_null else np.zeros_like(best)[()]
-    return spans * (1.0 - np.asarray(null))[..., None] if logits.ndim > 1 else spans * (1.0 - null), null
+    return spans * (1.0 - np.asarray(null))[..., None], null
 
 
 @dataclass(frozen=True)

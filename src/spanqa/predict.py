@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .data import ColumnMapping, MismatchPolicy, QAExample, load_examples
 from .errors import ConfigError, OutputError
-from .io import atomic_open, output_error, read_json, write_json
+from .io import atomic_open, check_new_file, output_error, read_json, write_json
 from .reader import QARequest, Reader, _progress, check_answer_limits
 
 __all__ = ["predict_file", "partial_paths", "check_output", "parse_shard", "shard_range"]
@@ -90,12 +90,10 @@ def predict_file(
         examples = examples[slice(*shard_range(len(examples), *shard))]
     if out.exists() and not out.is_file():  # a device or pipe (/dev/stdout, a FIFO): streamed in place, nothing to resume
         with atomic_open(out) as handle:
-            for lo in range(0, len(examples), chunk_size):
-                chunk = examples[lo : lo + chunk_size]
-                handle.write("".join(_record(r) + "\n" for r in reader.answer_batch(_requests(chunk, ask))))
+            for lines, _ in _answered_chunks(reader, examples, 0, chunk_size, ask):
+                handle.write(lines)
         return len(examples)
-    settings = _run_settings(reader, data, examples, top_k, max_answer_length, handle_impossible, chunk_size)
-    settings["score_threshold"] = score_threshold
+    settings = _run_settings(reader, data, examples, ask, chunk_size)
     done = _resume_point(partial, settings_file, settings, len(examples)) if resume and partial.exists() else 0
     try:
         if not done:
@@ -103,12 +101,11 @@ def predict_file(
         bar = _progress(len(examples), progress)
         bar.update(done)
         with open(partial, "a" if done else "w", encoding="utf-8") as handle:
-            for lo in range(done, len(examples), chunk_size):
-                chunk = examples[lo : lo + chunk_size]
-                handle.write("".join(_record(result) + "\n" for result in reader.answer_batch(_requests(chunk, ask))))
+            for lines, answered in _answered_chunks(reader, examples, done, chunk_size, ask):
+                handle.write(lines)
                 handle.flush()
                 os.fsync(handle.fileno())  # a kill after this point keeps the chunk
-                bar.update(len(chunk))
+                bar.update(answered)
         bar.close()
         os.replace(partial, out)
         settings_file.unlink(missing_ok=True)
@@ -155,29 +152,21 @@ def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = Fal
     partial = partial_paths(out)[0]
     if resume and overwrite:
         raise ConfigError("--resume continues an interrupted run and --overwrite starts over: give one of them")
-    if out.is_dir():
-        raise OutputError(f"cannot write {out}: is a folder, expected a file name (e.g. {out / 'predictions.jsonl'})")
-    if out.is_file() and not overwrite:  # a device or pipe (/dev/stdout) holds no work to lose
-        raise OutputError(f"{out}: exists; pass --overwrite to replace it")
+    check_new_file(out, overwrite)
     if partial.exists() and not (resume or overwrite):
         raise OutputError(
             f"{out}: an interrupted run left its answers in {partial}; continue it with --resume or start over with --overwrite"
         )
 
 
-def _run_settings(
-    reader: Reader, data: str | Path, examples: Sequence[QAExample], top_k: int, max_answer_length: int | None,
-    handle_impossible: bool | None, chunk_size: int,
-) -> dict[str, Any]:
+def _run_settings(reader: Reader, data: str | Path, examples: Sequence[QAExample], ask: Mapping[str, Any], chunk_size: int) -> dict[str, Any]:
     """What must match for a resumed run to give the same lines as an uninterrupted one."""
     ids = hashlib.sha256("\n".join(ex.id for ex in examples).encode("utf-8")).hexdigest()
     return {
         "data": str(data),
         "questions": len(examples),
         "ids_sha256": ids,
-        "top_k": top_k,
-        "max_answer_length": max_answer_length,
-        "handle_impossible": handle_impossible,
+        **ask,
         "chunk_size": chunk_size,
         "batch_size": reader.batch_size,
         "config": asdict(reader.config),
@@ -205,8 +194,14 @@ def _resume_point(partial: Path, settings_file: Path, settings: dict[str, Any], 
     return kept
 
 
-def _requests(chunk: Sequence[QAExample], ask: Mapping[str, Any]) -> list[QARequest]:
-    return [QARequest(ex.question, ex.context, id=ex.id, **ask) for ex in chunk]
+def _answered_chunks(
+    reader: Reader, examples: Sequence[QAExample], start: int, chunk_size: int, ask: Mapping[str, Any]
+) -> Iterator[tuple[str, int]]:
+    """From question ``start`` on, each chunk's JSON lines (one per question) and its number of questions."""
+    for lo in range(start, len(examples), chunk_size):
+        chunk = examples[lo : lo + chunk_size]
+        results = reader.answer_batch([QARequest(ex.question, ex.context, id=ex.id, **ask) for ex in chunk])
+        yield "".join(_record(result) + "\n" for result in results), len(chunk)
 
 
 def _record(result: Any) -> str:
