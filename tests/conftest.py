@@ -227,3 +227,13 @@ def tok_dir(tmp_path_factory) -> str:
     tokenizer.save_pretrained(folder)
     BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture
+def clean_serve_environment(monkeypatch):
+    """No SPANQA_SERVE_* variable from the calling shell changes the server tests."""
+    import os
+
+    for key in list(os.environ):
+        if key.upper().startswith("SPANQA_SERVE_"):
+            monkeypatch.delenv(key)

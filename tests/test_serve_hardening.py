@@ -37,14 +37,7 @@ def reader(tiny_bert_dir) -> Reader:
     return Reader.from_pretrained(tiny_bert_dir)
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """No SPANQA_SERVE_* variable from the calling shell changes these tests."""
-    import os
-
-    for key in list(os.environ):
-        if key.upper().startswith("SPANQA_SERVE_"):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("clean_serve_environment")
 
 
 def assert_error(response, status: int, kind: str) -> dict:
