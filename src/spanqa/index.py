@@ -28,7 +28,7 @@ from .errors import ConfigError, DataError, first_line
 from .io import atomic_folder, read_json, write_json
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .reader import Reader, ReaderResult
+    from .reader import QARequest, Reader, ReaderResult
 
 __all__ = [
     "Document",
@@ -41,6 +41,9 @@ __all__ = [
     "read_documents",
     "build_index",
     "answer_from_index",
+    "answer_questions_from_index",
+    "index_request",
+    "sourced_answers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -544,6 +547,37 @@ def _write(out: Path, passages: list[Passage], embeddings: np.ndarray | None, ma
 # --------------------------------------------------------------------------- answering
 
 
+def index_request(index: Index, question: str, top_k: int = 1, passages: int = 10, **kwargs: Any) -> tuple[QARequest, list[Hit]]:
+    """Retrieve passages for ``question``: the reader's request over them, and the hits.
+
+    Args:
+        index: The passage index.
+        question: The question.
+        top_k: How many answers to return.
+        passages: How many retrieved passages the reader reads.
+        **kwargs: Other :class:`~spanqa.reader.QARequest` fields (``max_answer_length``, ``handle_impossible``, ``score_threshold``, ``id``).
+    """
+    from .reader import QARequest
+
+    hits = index.search(question, passages)
+    return QARequest(question, documents=[hit.passage.text for hit in hits], top_k=top_k, **kwargs), hits
+
+
+def sourced_answers(result: ReaderResult, hits: Sequence[Hit]) -> list[SourcedAnswer]:
+    """The reader's answers over the hits' passages, located in their source documents
+    (offset of the passage in its document + offset of the answer in the passage).
+
+    Args:
+        result: The reader's result for the request of :func:`index_request`.
+        hits: The passages it read, in the request's order.
+    """
+    located = []
+    for span in result.answers:
+        passage = hits[span.document or 0].passage
+        located.append(SourcedAnswer(span.text, span.score, passage.doc_id, passage.source, passage.start + span.start, passage.start + span.end, passage))
+    return located
+
+
 def answer_from_index(reader: Reader, index: Index, question: str, top_k: int = 1, passages: int = 10, **kwargs: Any) -> IndexAnswer:
     """Retrieve passages for ``question`` and rank the reader's answers across them.
 
@@ -558,13 +592,25 @@ def answer_from_index(reader: Reader, index: Index, question: str, top_k: int = 
     Returns:
         Answers with offsets in their source documents (passage start + offset in the passage).
     """
-    from .reader import QARequest
+    return answer_questions_from_index(reader, index, [question], top_k=top_k, passages=passages, **kwargs)[0]
 
-    hits = index.search(question, passages)
-    request = QARequest(question, documents=[hit.passage.text for hit in hits], top_k=top_k, **kwargs)
-    result = reader.answer_batch([request])[0]
-    answers = []
-    for span in result.answers:
-        passage = hits[span.document or 0].passage
-        answers.append(SourcedAnswer(span.text, span.score, passage.doc_id, passage.source, passage.start + span.start, passage.start + span.end, passage))
-    return IndexAnswer(question, answers, hits, result)
+
+def answer_questions_from_index(
+    reader: Reader, index: Index, questions: Sequence[str], top_k: int = 1, passages: int = 10, **kwargs: Any
+) -> list[IndexAnswer]:
+    """:func:`answer_from_index` for many questions, read in shared forward passes.
+
+    Args:
+        reader: The QA model.
+        index: The passage index.
+        questions: The questions.
+        top_k: How many answers to return per question.
+        passages: How many retrieved passages the reader reads per question.
+        **kwargs: :class:`~spanqa.reader.QARequest` settings.
+    """
+    retrieved = [index_request(index, question, top_k, passages, **kwargs) for question in questions]
+    results = reader.answer_batch([request for request, _ in retrieved])
+    return [
+        IndexAnswer(question, sourced_answers(result, hits), hits, result)
+        for question, (_, hits), result in zip(questions, retrieved, results)
+    ]
