@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from spanqa.data import QADataset
+
 if TYPE_CHECKING:  # pragma: no cover
-    from spanqa.data import QADataset, QAExample
+    from spanqa.data import QAExample
     from spanqa.index import Index
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from spanqa.data import load_examples, split_by_title
     from spanqa.index import build_index
+    from spanqa.opendomain import RECALL_KS, retrieval_recall
 
     dataset = load_examples(args.data)
     questions = [ex for ex in split_by_title(dataset, args.train_articles)[1].examples if ex.answers]
@@ -46,63 +49,42 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         index = build_index([args.data], Path(tmp) / "ix", embedding_model=None if args.bm25_only else args.embedding_model)
         print(f"indexed {index.manifest['documents']} paragraphs as {len(index.passages)} passages in {time.perf_counter() - started:.1f} s")
-        doc_of = _document_ids(dataset, str(args.data))
-        methods = ("bm25",) if args.bm25_only else ("bm25", "dense", "fused")
         print(f"{len(questions)} questions of articles {args.train_articles + 1}+")
-        print("method  " + "  ".join(f"R@{k:<4}" for k in KS) + "  ms/question")
-        for method in methods:
+        print("method  " + "  ".join(f"R@{k:<4}" for k in RECALL_KS) + "  ms/question")
+        for method in index.methods:
             started = time.perf_counter()
-            found = [_first_hit(index, ex, doc_of[ex.context], method) for ex in questions]
+            recall = retrieval_recall(index, questions, [method])[method]
             ms = 1000 * (time.perf_counter() - started) / len(questions)
-            recalls = [sum(rank is not None and rank < k for rank in found) / len(found) for k in KS]
-            print(f"{method:<7} " + "  ".join(f"{r:.3f}" for r in recalls) + f"  {ms:.1f}")
+            print(f"{method:<7} " + "  ".join(f"{recall[f'recall@{k}']:.3f}" for k in RECALL_KS) + f"  {ms:.1f}")
         if args.reader:
-            _read(args.reader, index, questions, args.passages, "bm25" if args.bm25_only else "fused")
+            _read(args.reader, index, questions, args.passages)
     return 0
 
 
-def _read(model: str, index: Index, questions: list[QAExample], passages: int, method: str) -> None:
+def _read(model: str, index: Index, questions: list[QAExample], passages: int) -> None:
     """End-to-end EM/F1 (retrieve, then read) beside the gold-passage EM/F1, and the time per question once loaded."""
     import statistics
 
     from spanqa import Reader
+    from spanqa.evaluate import evaluate
     from spanqa.index import answer_from_index
-    from spanqa.metrics import score_predictions
+    from spanqa.opendomain import evaluate_open_domain
 
     reader = Reader.from_pretrained(model)
-    gold = {ex.id: reader(ex.question, ex.context).answers[0].text for ex in questions}
-    answer_from_index(reader, index, questions[0].question, passages=passages)  # warm-up, untimed
-    seconds, open_domain = [], {}
-    for ex in questions:
-        started = time.perf_counter()
-        found = answer_from_index(reader, index, ex.question, passages=passages)  # the index's own method: fused when it has embeddings
-        seconds.append(time.perf_counter() - started)
-        open_domain[ex.id] = found.answers[0].text if found.answers else ""
-    for name, predictions in (("gold passage", gold), (f"index ({method}, {passages} passages)", open_domain)):
-        metrics = score_predictions(questions, predictions, version_2=False).metrics
+    gold = evaluate(reader, QADataset(questions, source="bench", version_2=False)).metrics
+    open_domain = evaluate_open_domain(reader, index, questions, passages=passages, methods=[]).end_to_end
+    for name, metrics in (("gold passage", gold), (f"index ({index.default_method}, {passages} passages)", open_domain)):
         print(f"reader {model}, {name}: EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f}")
+    answer_from_index(reader, index, questions[0].question, passages=passages)  # warm-up, untimed
+    seconds = []
+    for ex in questions:  # one question at a time, as `spanqa ask --index` answers
+        started = time.perf_counter()
+        answer_from_index(reader, index, ex.question, passages=passages)
+        seconds.append(time.perf_counter() - started)
     print(
         f"retrieve + read per question, model loaded: mean {statistics.mean(seconds):.3f} s, "
         f"median {statistics.median(seconds):.3f} s, max {max(seconds):.3f} s (acceptance < 2 s)"
     )
-
-
-def _document_ids(dataset: QADataset, path: str) -> dict[str, str]:
-    """Each distinct context's document id, numbered as ``spanqa.index`` numbers SQuAD contexts."""
-    ids: dict[str, str] = {}
-    for ex in dataset.examples:
-        ids.setdefault(ex.context, f"{path}#{len(ids) + 1}")
-    return ids
-
-
-def _first_hit(index: Index, example: QAExample, doc_id: str, method: str) -> int | None:
-    """The rank (0-based) of the first of the top passages that covers the gold answer, or None."""
-    answer = example.answers[0]
-    for rank, hit in enumerate(index.search(example.question, max(KS), method=method)):
-        p = hit.passage
-        if p.doc_id == doc_id and p.start <= answer.start and answer.end <= p.end:
-            return rank
-    return None
 
 
 if __name__ == "__main__":

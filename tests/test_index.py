@@ -192,3 +192,42 @@ def test_search_methods_and_retrieval_bench(tmp_path: Path, capsys: pytest.Captu
     spec.loader.exec_module(bench)
     assert bench.main(["--data", str(data), "--train-articles", "1", "--bm25-only"]) == 0
     assert "bm25    1.000  1.000  1.000" in capsys.readouterr().out  # 2 questions of articles 2-3, both found first
+
+
+def test_reader_and_pipeline_answer_from_an_index(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from spanqa import pipeline
+
+    build_index([docs], tmp_path / "ix", max_words=100)
+    reader = Reader.from_pretrained(str(tiny_bert_dir), device="cpu")
+    found = reader.answer_from_index("Where does the Danube flow?", tmp_path / "ix", passages=2, top_k=2, handle_impossible=False)
+    assert len(found.hits) == 2 and found.answers
+
+    qa = pipeline("question-answering", model=reader, index=tmp_path / "ix", passages=2)
+    one = qa(question="Where does the Danube flow?", handle_impossible_answer=False)
+    assert isinstance(one, dict) and {"score", "start", "end", "answer", "source", "doc_id"} <= set(one)
+    assert Path(one["source"]).read_text(encoding="utf-8")[one["start"] : one["end"]] == one["answer"]
+    assert one["doc_id"] in {hit.passage.doc_id for hit in found.hits}  # the pipeline and the Reader read the same passages
+    many = qa(question=["Where does the Danube flow?", "When was the tower completed?"], top_k=2)
+    assert isinstance(many, list) and len(many) == 2 and all(isinstance(r, list) for r in many)
+    with_context = qa(question="When was it completed?", context="It was completed in 1889.")
+    assert isinstance(with_context, dict) and "source" not in with_context  # a context is read as given
+    with pytest.raises(DataError, match="not a spanqa index"):
+        pipeline("question-answering", model=reader, index=tmp_path)
+    with pytest.raises(ConfigError, match="passages must be a positive integer"):
+        pipeline("question-answering", model=reader, index=tmp_path / "ix", passages=0)
+
+
+def test_an_index_built_with_another_embedding_model_is_one_clear_error(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    import numpy as np
+
+    index = build_index([docs], tmp_path / "ix", embedding_model=str(tiny_bert_dir))  # any BERT encodes
+    assert index.search("Where does the Danube flow?", 1)[0].passage.doc_id.endswith("rivers.md") or index.methods == ("bm25", "dense", "fused")
+    np.save(tmp_path / "ix" / "embeddings.npy", np.zeros((len(index.passages), 7), dtype=np.float32))  # as if built by another model
+    with pytest.raises(DataError, match="built with another embedding model: its passages have 7-dimensional embeddings"):
+        Index.load(tmp_path / "ix").search("Where does the Danube flow?", 1)
+
+    result = runner.invoke(app, ["index", str(docs / "tower.txt"), "--out", str(tmp_path / "ix"), "--append", "--embedding-model", "minilm"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'ix'}: index was built with embedding model {str(tiny_bert_dir)!r}, not 'minilm'; rebuild it or drop the option"
+    ]

@@ -360,6 +360,16 @@ class Index:
             raise DataError(f"{folder}: {EMBEDDINGS} holds {embeddings.shape[0]} rows for {len(passages)} passages; rebuild the index")
         return cls(folder, passages, manifest, bm25, embeddings)
 
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The retrieval methods this index supports: ``bm25``, plus ``dense`` and ``fused`` with embeddings."""
+        return ("bm25",) if self._embeddings is None else ("bm25", "dense", "fused")
+
+    @property
+    def default_method(self) -> str:
+        """``fused`` when the index holds embeddings, else ``bm25``."""
+        return self.methods[-1]
+
     def search(self, question: str, k: int = 10, method: str | None = None) -> list[Hit]:
         """The ``k`` passages that best match ``question``, best first.
 
@@ -373,7 +383,7 @@ class Index:
         """
         if k < 1:
             raise ConfigError(f"number of passages must be positive, got {k}")
-        method = method or ("bm25" if self._embeddings is None else "fused")
+        method = method or self.default_method
         if method not in ("bm25", "dense", "fused"):
             raise ConfigError(f"unknown retrieval method {method!r}; use bm25, dense or fused")
         if method != "bm25" and self._embeddings is None:
@@ -402,7 +412,16 @@ class Index:
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         if self._encoder is None:
             self._encoder = _Encoder(self.manifest["embedding_model"])
-        return self._encoder(texts)
+        encoded = self._encoder(texts)
+        assert self._embeddings is not None
+        if encoded.shape[1] != self._embeddings.shape[1]:
+            # The name now resolves to another model (a replaced folder, another hub revision).
+            raise DataError(
+                f"{self.folder}: the index was built with another embedding model: its passages have "
+                f"{self._embeddings.shape[1]}-dimensional embeddings, {self.manifest['embedding_model']!r} now gives "
+                f"{encoded.shape[1]}; rebuild the index (spanqa index DOCS --out NEW --embedding-model MODEL)"
+            )
+        return encoded
 
 
 def _rank(scores: np.ndarray) -> np.ndarray:

@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from .index import Index, SourcedAnswer
+
 __all__ = ["pipeline", "QuestionAnsweringPipeline", "PIPELINE_DEFAULTS"]
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ def pipeline(
     batch_size: int = 32,
     backend: BackendName = "auto",
     dtype: Precision | None = None,
+    index: str | Path | Index | None = None,
+    passages: int = 10,
     **call_defaults: Any,
 ) -> QuestionAnsweringPipeline:
     """A question-answering pipeline, as ``transformers.pipeline("question-answering", ...)`` made one.
@@ -93,6 +97,9 @@ def pipeline(
         batch_size: Windows per forward pass.
         backend: ``auto``, ``torch`` or ``onnx`` (see :meth:`Reader.from_pretrained`).
         dtype: PyTorch precision (``bf16``, ``fp16``, ``fp32``); ``torch_dtype`` is accepted too.
+        index: A ``spanqa index`` folder (or loaded :class:`~spanqa.index.Index`): questions given
+            without a context are answered from its passages, and answers name their source.
+        passages: With ``index``: passages read per question.
         **call_defaults: Defaults for every call (``top_k``, ``max_answer_len``, ...).
 
     Raises:
@@ -108,6 +115,8 @@ def pipeline(
         batch_size=batch_size,
         backend=backend,
         dtype=dtype or _precision(torch_dtype),
+        index=index,
+        passages=passages,
         **call_defaults,
     )
 
@@ -122,6 +131,8 @@ class QuestionAnsweringPipeline:
         batch_size: Windows per forward pass.
         backend: ``auto``, ``torch`` or ``onnx``.
         dtype: PyTorch precision.
+        index: A ``spanqa index`` folder or loaded index, for questions asked without a context.
+        passages: With ``index``: passages read per question.
         **call_defaults: Defaults for every call (``top_k``, ``max_answer_len``, ...).
     """
 
@@ -136,8 +147,17 @@ class QuestionAnsweringPipeline:
         batch_size: int = 32,
         backend: BackendName = "auto",
         dtype: Precision | None = None,
+        index: str | Path | Index | None = None,
+        passages: int = 10,
         **call_defaults: Any,
     ) -> None:
+        from .index import Index
+
+        # The index first: a wrong folder fails before the model loads.
+        self.index = index if index is None or isinstance(index, Index) else Index.load(index)
+        if isinstance(passages, bool) or not isinstance(passages, int) or passages < 1:
+            raise ConfigError(f"passages must be a positive integer, got {passages!r}")
+        self.passages = passages
         self.reader = _reader(model, tokenizer, _device(device), batch_size, backend, dtype)
         self._defaults = {**PIPELINE_DEFAULTS, **self._arguments(call_defaults)}
 
@@ -156,7 +176,8 @@ class QuestionAnsweringPipeline:
         Call forms: ``pipe(question=..., context=...)`` (strings, or lists of equal length, or a
         list of questions about one context), ``pipe({"question": ..., "context": ...})``,
         ``pipe([{...}, {...}])``, ``pipe("question", "context")``, objects with ``question_text``
-        and ``context_text`` (SQuAD examples), and 4.x's ``X=`` / ``data=``.
+        and ``context_text`` (SQuAD examples), and 4.x's ``X=`` / ``data=``. With an index,
+        ``pipe(question=...)`` (a string or a list) answers from the collection.
 
         Args:
             *args: Inputs as above.
@@ -166,14 +187,14 @@ class QuestionAnsweringPipeline:
 
         Returns:
             For one input, ``{"score", "start", "end", "answer"}`` (a list of them when ``top_k > 1``);
-            for a list of inputs, one such result per input.
+            for a list of inputs, one such result per input. Answers from an index also have
+            ``source`` and ``doc_id``; their ``start``/``end`` are offsets in that document.
         """
+        if self.index is not None and not args and "question" in kwargs and "context" not in kwargs:
+            return self._from_index(self.index, kwargs)
         inputs, single = _inputs(args, kwargs)
         settings = {**self._defaults, **self._arguments(kwargs)}
-        reader = self.reader.with_settings(
-            batch_size=settings.get("batch_size"),
-            **{_SETTINGS[name]: settings[name] for name in _SETTINGS},
-        )
+        reader = self._configured_reader(settings)
         requests = [
             QARequest(
                 question,
@@ -184,11 +205,39 @@ class QuestionAnsweringPipeline:
             )
             for question, context in inputs
         ]
-        if requests:
-            # The span search must reach the longest answer asked for, whatever the model saved.
-            reader = reader.with_settings(max_answer_length=max(settings["max_answer_len"], reader.config.max_answer_length))
         results = [_answers(result, settings["top_k"], settings["handle_impossible_answer"]) for result in reader.answer_batch(requests)]
         return results[0] if single else results
+
+    def _configured_reader(self, settings: Mapping[str, Any]) -> Reader:
+        """The reader with this call's window and batch settings."""
+        reader = self.reader.with_settings(batch_size=settings.get("batch_size"), **{_SETTINGS[name]: settings[name] for name in _SETTINGS})
+        # The span search must reach the longest answer asked for, whatever the model saved.
+        return reader.with_settings(max_answer_length=max(settings["max_answer_len"], reader.config.max_answer_length))
+
+    def _from_index(self, index: Index, kwargs: dict[str, Any]) -> dict[str, Any] | list[Any]:
+        """Questions without a context, answered from the passages the index retrieves for each."""
+        from .index import index_request, sourced_answers
+
+        question = kwargs.pop("question")
+        questions = [_text(question, "question")] if isinstance(question, str) else _texts(question, "question")
+        settings = {**self._defaults, **self._arguments(kwargs)}
+        reader = self._configured_reader(settings)
+        retrieved = [
+            index_request(
+                index,
+                q,
+                settings["top_k"],
+                self.passages,
+                max_answer_length=settings["max_answer_len"],
+                handle_impossible=settings["handle_impossible_answer"],
+            )
+            for q in questions
+        ]
+        results = [
+            _answers(result, settings["top_k"], settings["handle_impossible_answer"], sourced_answers(result, hits))
+            for result, (_, hits) in zip(reader.answer_batch([request for request, _ in retrieved]), retrieved)
+        ]
+        return results[0] if isinstance(question, str) else results
 
     def _arguments(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """The pipeline arguments among ``given``, checked; question/context are left to :func:`_inputs`."""
@@ -281,9 +330,15 @@ def _text(value: Any, name: str) -> str:
     return value
 
 
-def _answers(result: ReaderResult, top_k: int, handle_impossible: bool) -> dict[str, Any] | list[dict[str, Any]]:
-    """A Reader result as 4.x returned it: the best answer's dict, or the top_k list."""
-    answers: list[dict[str, Any]] = [{"score": a.score, "start": a.start, "end": a.end, "answer": a.text} for a in result.answers]
+def _answers(
+    result: ReaderResult, top_k: int, handle_impossible: bool, sourced: list[SourcedAnswer] | None = None
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """A Reader result as 4.x returned it: the best answer's dict, or the top_k list; answers read
+    from an index (``sourced``, in the result's order) carry their source and document offsets."""
+    if sourced is None:
+        answers: list[dict[str, Any]] = [{"score": a.score, "start": a.start, "end": a.end, "answer": a.text} for a in result.answers]
+    else:
+        answers = [{"score": a.score, "start": a.start, "end": a.end, "answer": a.text, "source": a.source, "doc_id": a.doc_id} for a in sourced]
     if handle_impossible:
         # "No answer" competes on the same probability scale, and comes first exactly when the reader abstains.
         null: dict[str, Any] = {"score": result.no_answer_score, "start": 0, "end": 0, "answer": ""}

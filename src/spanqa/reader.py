@@ -28,6 +28,8 @@ from .models import load_qa_model, load_tokenizer, resolve_model
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from .index import Index, IndexAnswer
+
 __all__ = ["Reader", "QARequest", "ReaderAnswer", "ReaderResult", "pick_device"]
 
 logger = logging.getLogger(__name__)
@@ -315,6 +317,26 @@ class Reader:
         """
         request = QARequest(question, context, list(documents) if documents is not None else None, top_k, max_answer_length, handle_impossible)
         return self.answer_batch([request])[0]
+
+    def answer_from_index(
+        self, question: str, index: Index | str | Path, *, passages: int = 10, top_k: int = 1, **settings: Any
+    ) -> IndexAnswer:
+        """Answer from a document collection: retrieve passages from a ``spanqa index`` folder, rank answers across them.
+
+        Args:
+            question: The question.
+            index: A loaded :class:`~spanqa.index.Index` or its folder (loading takes a moment: keep the Index for many questions).
+            passages: How many retrieved passages to read.
+            top_k: How many answers to return.
+            **settings: ``max_answer_length``, ``handle_impossible``, ``score_threshold``.
+
+        Returns:
+            Answers naming their source document, with character offsets in it, and the passages read.
+        """
+        from .index import Index, answer_from_index
+
+        loaded = index if isinstance(index, Index) else Index.load(index)
+        return answer_from_index(self, loaded, question, top_k=top_k, passages=passages, **settings)
 
     def answer_batch(
         self,
