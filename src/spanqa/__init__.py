@@ -19,6 +19,7 @@ _LAZY = {  # importing transformers' TrainingArguments is slow; load training on
     "SpanQATrainingArguments": "training",
     "TrainResult": "training",
     "QAEvaluator": "training",
+    "write_report": "report",
 }
 
 
@@ -66,4 +67,5 @@ __all__ = [
     "save_examples",
     "score_predictions",
     "train",
+    "write_report",
 ]

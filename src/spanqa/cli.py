@@ -195,6 +195,10 @@ def evaluate_cmd(
         False, "--calibrate", help="Fit the score temperature on this data; report the expected calibration error before and after."
     ),
     save: bool = typer.Option(False, "--save", help="Store what --tune-threshold / --calibrate found in the model's spanqa.json."),
+    index: Optional[Path] = typer.Option(
+        None, "--index", help="Also ask every question of a `spanqa index` folder: retrieval recall@1/5/20 and end-to-end EM/F1 beside the gold passage's."
+    ),
+    passages: int = typer.Option(10, "--passages", min=1, help="With --index: how many retrieved passages the model reads."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda if available)."),
     backend: str = BackendOpt,
     dtype: Optional[str] = DtypeOpt,
@@ -226,6 +230,8 @@ def evaluate_cmd(
         save=save,
         overwrite=overwrite,
         progress=True,
+        index=index,
+        passages=passages,
     )
     typer.echo(json.dumps(result.metrics, indent=2))
     if result.tuning is not None:
@@ -235,7 +241,57 @@ def evaluate_cmd(
             f"tuned {t.threshold:.4f}: EM {t.tuned_metrics['exact']:.2f} F1 {t.tuned_metrics['f1']:.2f}",
             err=True,
         )
+    if "open_domain" in result.metrics:
+        _echo_open_domain(result.metrics)
     typer.echo(f"wrote {output_dir}/predictions.json, nbest_predictions.json, metrics.json", err=True)
+    from .report import write_report_or_warn
+
+    report = write_report_or_warn(output_dir)  # a figure that cannot be drawn costs only the report
+    if report is not None:
+        typer.echo(f"wrote {report.html} (open it in a browser)", err=True)
+
+
+def _echo_open_domain(metrics: dict[str, Any]) -> None:
+    """The open-domain summary of `evaluate --index`: recall per method, then EM/F1 with gold and retrieved passages."""
+    found = metrics["open_domain"]
+    for method, recall in found["retrieval"].items():
+        typer.echo(f"{method:<6} " + "  ".join(f"{name} {value:.3f}" for name, value in recall.items() if name.startswith("recall@")), err=True)
+    end = found["end_to_end"]
+
+    def em(scores: dict[str, Any]) -> float:
+        return float(scores.get("exact_match", scores.get("exact", 0.0)))  # SQuAD v1.1 and v2.0 name it differently
+
+    typer.echo(
+        f"gold passage: EM {em(metrics):.2f} F1 {metrics['f1']:.2f}; "
+        f"index ({found['method']}, {found['passages']} passages): EM {em(end):.2f} F1 {end['f1']:.2f}",
+        err=True,
+    )
+
+
+@app.command("report")
+@user_errors
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="A `spanqa train` output folder (evaluated on its eval/ folder) or a `spanqa evaluate` output folder."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The HTML file (default: RUN_DIR/report.html); its PNG figures go beside it."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Gold data (default: the data the run was evaluated on, as it recorded)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Model for the tokenizer and windows (default: RUN_DIR when it is a model folder, else the evaluated model)."
+    ),
+    columns: Optional[str] = ColumnsOpt,
+    no_answer_marker: Optional[str] = MarkerOpt,
+    on_mismatch: Optional[str] = typer.Option(None, "--on-mismatch", help="Answer mismatch policy for --data (default: the run's)."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="Answer normalisation (default: the run's)."),
+    worst: int = typer.Option(25, "--worst", min=0, help="How many of the worst errors to show."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out even when it is not an earlier spanqa report."),
+) -> None:
+    """Write an HTML report of a run: training curves, scores by kind of question, the no-answer threshold curve (v2), the worst errors."""
+    from .report import write_report
+
+    mapping = _columns(columns, no_answer_marker) or None
+    files = write_report(
+        run_dir, out, overwrite=overwrite, data=data, model=model, columns=mapping, on_mismatch=on_mismatch, lang=lang, worst=worst
+    )
+    typer.echo(f"wrote {files.html} and {len(files.figures)} figure(s): {', '.join(p.name for p in files.figures.values())}")
 
 
 @data_app.command("check")
@@ -441,11 +497,35 @@ def predict(
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed or interrupted run into OUT from its finished questions."),
     overwrite: bool = OverwriteOpt,
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this process), or ray: an actor pool on Ray Data, local or the cluster at RAY_ADDRESS; OUT is then a folder."
+    ),
+    num_actors: int = typer.Option(1, "--num-actors", min=1, help="With --engine ray: model copies answering in parallel."),
+    questions_per_batch: int = typer.Option(64, "--questions-per-batch", min=1, help="With --engine ray: questions per Ray batch (one shared pass)."),
+    output_format: str = typer.Option("jsonl", "--format", help="With --engine ray: jsonl (the lines of the local engine) or parquet."),
 ) -> None:
-    """Answer every question of a data file; JSONL out, streamed, with a progress bar; resumable."""
+    """Answer every question of a data file; JSONL out, streamed, with a progress bar; resumable; or on Ray (--engine ray)."""
     from .predict import check_output, parse_shard, predict_file
     from .reader import Reader
 
+    if engine not in ("local", "ray"):
+        from .errors import ConfigError
+
+        raise ConfigError(f"unknown engine {engine!r}; use local or ray")
+    if engine == "ray":
+        from .errors import ConfigError
+        from .ray_predict import predict_with_ray
+
+        if shard is not None or resume:
+            raise ConfigError("--shard and --resume are for the local engine; Ray splits and retries the work itself")
+        count = predict_with_ray(
+            model, data, out, columns=_columns(columns, None), top_k=top_k, max_answer_length=max_answer_length,
+            handle_impossible=handle_impossible, score_threshold=score_threshold, num_actors=num_actors, batch_size=questions_per_batch,
+            window_batch_size=batch_size, device=device, backend=backend, dtype=dtype, output_format=output_format,  # type: ignore[arg-type]
+            overwrite=overwrite,
+        )
+        typer.echo(f"wrote {count} predictions to {out}/")
+        return
     part = parse_shard(shard) if shard is not None else None
     check_output(out, resume=resume, overwrite=overwrite)  # before the model loads
     reader = Reader.from_pretrained(model, device=device, batch_size=batch_size, backend=backend, dtype=dtype)  # type: ignore[arg-type]  # checked there
@@ -492,6 +572,12 @@ def serve(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
     backend: str = typer.Option("auto", "--backend", help="auto (ONNX when the folder holds model.onnx), torch or onnx."),
     list_settings: bool = typer.Option(False, "--list-settings", help="Print the server settings with their defaults and exit."),
+    index: Optional[Path] = typer.Option(
+        None, "--index", help="Answer questions sent without a context from the passages of this `spanqa index` folder."
+    ),
+    passages: Optional[int] = typer.Option(
+        None, "--passages", min=1, help="With --index: how many retrieved passages the model reads per question (default 10)."
+    ),
 ) -> None:
     """Serve the model over HTTP: POST /answer, GET /health, /metrics, /docs, and a web page at /."""
     from .serve import ENV_PREFIX, ServeSettings, run_server, serve_settings
@@ -504,7 +590,9 @@ def serve(
         from .errors import ConfigError
 
         raise ConfigError("give the model to serve: spanqa serve MODEL (a folder, alias such as minilm, or hub id)")
-    run_server(model, host=host, port=port, settings=serve_settings(**_setting_overrides(list(ctx.args))), device=device, backend=backend)
+    # --passages is also the `passages` server setting (SPANQA_SERVE_PASSAGES); an explicit option beats the environment.
+    settings = serve_settings(**_setting_overrides(list(ctx.args)), passages=passages)
+    run_server(model, host=host, port=port, settings=settings, device=device, backend=backend, index=index)
 
 
 def _setting_overrides(tokens: list[str]) -> dict[str, str]:

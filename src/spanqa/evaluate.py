@@ -9,19 +9,26 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .backends import BackendName, Precision
 from .calibration import Calibration
 from .calibration import calibrate as fit_calibration
 from .config import SpanQAConfig
 from .data import ColumnMapping, MismatchPolicy, QADataset, QAExample, load_examples
 from .decode import ExamplePrediction
+from .index import Index
 from .io import atomic_folder, write_json
 from .metrics import ScoreReport, score_predictions
+from .opendomain import evaluate_open_domain
 from .reader import Reader
 
 __all__ = [
     "EvaluationResult",
     "ThresholdTuning",
+    "ThresholdCurve",
+    "null_threshold_curve",
+    "read_prediction_files",
     "evaluate",
     "score_decoded",
     "tune_null_threshold",
@@ -65,22 +72,49 @@ def tune_null_threshold(
     default_threshold: float = 0.0,
     lang: str = "squad",
 ) -> ThresholdTuning:
-    """Search the threshold on null odds that maximises F1 (the official v2 best-threshold search).
+    """Search the threshold on null odds that maximises F1 (the official v2 search, over :func:`null_threshold_curve`).
 
     Each question is scored with its best non-null span, so the search sees what
-    every threshold would answer, not only what the default one did. The default
+    every threshold would answer, not only what the default one did. The lowest
+    threshold reaching the curve's maximum is taken, so the tuned F1 is that maximum
+    (abstaining on every question included). The default
     stays unless the search beats it: a tie on the tuning data is no evidence to move.
     """
-    from .metrics import best_threshold
-
-    always = [replace(p, text=p.candidates[0].text if p.candidates else "") for p in predictions]
-    report = score_decoded(examples, always, version_2=True, lang=lang)
-    _, threshold = best_threshold(report.questions, "f1", na_probs_order=[p.id for p in predictions])
+    curve = null_threshold_curve(examples, predictions, lang=lang)
+    threshold = float(curve.thresholds[int(np.argmax(curve.f1))])
     default = score_decoded(examples, with_null_threshold(predictions, default_threshold), version_2=True, lang=lang).metrics
     tuned = score_decoded(examples, with_null_threshold(predictions, threshold), version_2=True, lang=lang).metrics
     if tuned["f1"] <= default["f1"]:
         threshold, tuned = default_threshold, default
     return ThresholdTuning(threshold, default_threshold, default, tuned)
+
+
+@dataclass
+class ThresholdCurve:
+    """EM and F1 (percent) at every null threshold that changes an answer (see :func:`spanqa.metrics.threshold_curve`)."""
+
+    thresholds: np.ndarray
+    exact: np.ndarray
+    f1: np.ndarray
+
+
+def null_threshold_curve(examples: Sequence[QAExample], predictions: Sequence[ExamplePrediction], *, lang: str = "squad") -> ThresholdCurve:
+    """EM and F1 against the no-answer threshold: at threshold ``t`` a question is answered with its
+    best span when its null odds are at most ``t`` (:func:`spanqa.decode.abstains`), else "no answer".
+
+    Args:
+        examples: The gold examples.
+        predictions: Decoded predictions with their candidates and null odds (at any threshold).
+        lang: Answer normalisation.
+    """
+    from .metrics import threshold_curve
+
+    always = [replace(p, text=p.candidates[0].text if p.candidates else "") for p in predictions]
+    questions = score_decoded(examples, always, version_2=True, lang=lang).questions
+    order = [p.id for p in predictions]
+    thresholds, f1 = threshold_curve(questions, "f1", na_probs_order=order)
+    _, exact = threshold_curve(questions, "exact", na_probs_order=order)
+    return ThresholdCurve(thresholds, exact, f1)
 
 
 def score_decoded(
@@ -100,8 +134,8 @@ def score_decoded(
     return score_predictions(examples, texts, na_probs, version_2=version_2, na_prob_thresh=float("inf"), lang=lang)
 
 
-EVALUATION_FILES = ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json")
-"""What :func:`write_prediction_files` writes: a folder holding only these is an evaluation folder."""
+EVALUATION_FILES = ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json", "evaluation.json")
+"""What :func:`write_prediction_files` writes: a folder holding only these (and a report) is an evaluation folder."""
 
 MODEL_FILES = ("config.json", "spanqa.json", "model.safetensors", "model.safetensors.index.json", "model.onnx")
 
@@ -128,7 +162,9 @@ def check_output_folder(output_dir: str | Path, overwrite: bool = False) -> Path
     entries = sorted(entry.name for entry in out.iterdir())
     if any(name in MODEL_FILES for name in entries):
         raise OutputError(f"{out}: is a model folder; evaluation files would replace its metrics.json. Choose another folder, e.g. {out / 'eval'}")
-    others = [name for name in entries if name not in EVALUATION_FILES]
+    from .report import is_report_file
+
+    others = [name for name in entries if name not in EVALUATION_FILES and not is_report_file(name)]
     if others:
         raise OutputError(f"{out}: holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); choose a new or empty folder")
     if entries and not overwrite:
@@ -143,6 +179,7 @@ def write_prediction_files(
     *,
     version_2: bool,
     overwrite: bool = False,
+    settings: Mapping[str, Any] | None = None,
 ) -> Path:
     """``predictions.json``, ``nbest_predictions.json``, ``null_odds.json`` (v2) and ``metrics.json``, swapped in as one set.
 
@@ -152,6 +189,8 @@ def write_prediction_files(
         metrics: The scores, or None to write none.
         version_2: Whether to write ``null_odds.json`` (the official v2 script's na-prob file).
         overwrite: Replace an earlier evaluation's files.
+        settings: What was evaluated (model, gold data, window...), written as ``evaluation.json``
+            so that ``spanqa report`` finds the gold answers again; None to write none.
     """
     out = check_output_folder(output_dir, overwrite)
     with atomic_folder(out) as staging:
@@ -179,7 +218,53 @@ def write_prediction_files(
             write_json(staging / "null_odds.json", {p.id: max(-sys.float_info.max, min(p.null_odds, sys.float_info.max)) for p in predictions})
         if metrics is not None:
             write_json(staging / "metrics.json", dict(metrics))
+        if settings is not None:
+            write_json(staging / "evaluation.json", dict(settings))
     return out
+
+
+def read_prediction_files(folder: str | Path) -> list[ExamplePrediction]:
+    """The predictions :func:`write_prediction_files` wrote, back as :class:`ExamplePrediction` objects.
+
+    The candidates come from ``nbest_predictions.json`` (none when it is absent) and the null
+    odds from ``null_odds.json`` (as ``null_score``, with ``best_score`` 0; -inf without the
+    file), so :meth:`ExamplePrediction.decided` and :func:`tune_null_threshold` work on them
+    as on the predictions evaluated.
+
+    Args:
+        folder: An evaluation folder.
+
+    Raises:
+        DataError: ``predictions.json`` is missing or any file is not what :func:`write_prediction_files` writes.
+    """
+    from .decode import Span
+    from .errors import DataError
+    from .io import read_json
+
+    out = Path(folder)
+    if not (out / "predictions.json").is_file():
+        raise DataError(f"{out}: no predictions.json; write one with `spanqa evaluate --output-dir {out}`")
+    texts = read_json(out / "predictions.json")
+    nbest = read_json(out / "nbest_predictions.json") if (out / "nbest_predictions.json").is_file() else {}
+    odds = read_json(out / "null_odds.json") if (out / "null_odds.json").is_file() else {}
+    for name, obj in (("predictions.json", texts), ("nbest_predictions.json", nbest), ("null_odds.json", odds)):
+        if not isinstance(obj, dict):
+            raise DataError(f"{out / name}: expected a JSON object {{id: ...}}, got a JSON {type(obj).__name__}")
+    predictions = []
+    for qid, text in texts.items():
+        try:
+            candidates = [
+                Span(c["text"], int(c["start"]), int(c["end"]), float(c["start_logit"]) + float(c["end_logit"]),
+                     float(c["start_logit"]), float(c["end_logit"]), float(c["probability"]))
+                for c in nbest.get(qid, [])
+            ]
+            null_odds = float(odds.get(qid, float("-inf")))
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"{out}: id {qid!r}: unreadable candidate or null odds ({err!r})") from None
+        if not isinstance(text, str):
+            raise DataError(f"{out / 'predictions.json'}: id {qid!r}: expected an answer string, got {text!r}")
+        predictions.append(ExamplePrediction(qid, text, candidates, null_score=null_odds, best_score=0.0))
+    return predictions
 
 
 def evaluate(
@@ -207,6 +292,8 @@ def evaluate(
     save: bool = False,
     overwrite: bool = False,
     progress: bool = False,
+    index: str | Path | Index | None = None,
+    passages: int = 10,
 ) -> EvaluationResult:
     """Predict every question of ``data`` with ``model`` and score the answers.
 
@@ -238,6 +325,9 @@ def evaluate(
         save: Store what was tuned or fitted (threshold, temperature) in the model's ``spanqa.json``.
         overwrite: Replace an earlier evaluation's files in ``output_dir``.
         progress: Show a progress bar.
+        index: Also evaluate open-domain over this passage index (see :mod:`spanqa.opendomain`):
+            retrieval recall@1/5/20 and end-to-end EM/F1 go into the metrics under ``open_domain``.
+        passages: With ``index``: passages the reader reads per question.
 
     Raises:
         ConfigError: threshold tuning on data without unanswerable questions, or saving
@@ -251,6 +341,8 @@ def evaluate(
     tune_threshold = tune_threshold or save_threshold
     save = save or save_threshold
     save_folder = _threshold_folder(model) if save else None
+    if index is not None and not isinstance(index, Index):
+        index = Index.load(index)  # before the model loads: a wrong folder fails fast
     dataset = data if isinstance(data, QADataset) else load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split)
     v2 = dataset.version_2 if version_2 is None else version_2
     if tune_threshold and not v2:
@@ -283,10 +375,55 @@ def evaluate(
         if save_folder is not None:
             SpanQAConfig.load(save_folder).updated(temperature=calibration.temperature).save(save_folder)
             logger.info("saved temperature %.4f to %s", calibration.temperature, save_folder / "spanqa.json")
+    if index is not None:
+        metrics["open_domain"] = evaluate_open_domain(reader, index, dataset.examples, passages=passages, version_2=v2, lang=lang).to_dict()
     out = None
     if output_dir is not None:
-        out = write_prediction_files(output_dir, predictions, metrics, version_2=v2, overwrite=overwrite)
+        settings_used = _evaluation_settings(model, reader, dataset, columns, on_mismatch, split, v2, lang, decode_config.null_threshold)
+        out = write_prediction_files(output_dir, predictions, metrics, version_2=v2, overwrite=overwrite, settings=settings_used)
     return EvaluationResult(metrics, predictions, report, out, tuning, calibration)
+
+
+def _local_or_name(name: str) -> str:
+    """An existing local path made absolute (a report may run from another folder), else the name as given."""
+    path = Path(name)
+    try:
+        return str(path.resolve()) if name and path.exists() else name
+    except OSError:
+        return name
+
+
+def _evaluation_settings(
+    model: str | Path | Reader,
+    reader: Reader,
+    dataset: QADataset,
+    columns: ColumnMapping | Mapping[str, str] | None,
+    on_mismatch: str,
+    split: str | None,
+    version_2: bool,
+    lang: str,
+    null_threshold: float,
+) -> dict[str, Any]:
+    """What ``evaluation.json`` records: enough to load the same gold data and windows again."""
+    if isinstance(model, Reader):
+        config = getattr(getattr(model, "model", None), "config", None)
+        name = getattr(config, "name_or_path", None) or None
+    else:
+        name = str(model)
+    mapping = vars(columns) if isinstance(columns, ColumnMapping) else dict(columns or {})
+    return {
+        "model": _local_or_name(str(name)) if name else None,
+        "data": _local_or_name(dataset.source),
+        "columns": {key: value for key, value in mapping.items() if value is not None},
+        "on_mismatch": on_mismatch,
+        "split": split,
+        "version_2": version_2,
+        "lang": lang,
+        "null_threshold": null_threshold,
+        "max_length": reader.config.max_length,
+        "stride": reader.config.stride,
+        "max_question_tokens": reader.config.max_question_tokens,
+    }
 
 
 def threshold_metrics(tuning: ThresholdTuning) -> dict[str, Any]:

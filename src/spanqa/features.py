@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import datasets
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["WindowConfig", "Features", "build_features", "check_tokenizer", "context_first"]
+__all__ = ["WindowConfig", "Features", "build_features", "check_tokenizer", "context_first", "answer_windows"]
 
 SPECIAL_TOKEN_ROOM = 4  # [CLS] q [SEP] c [SEP] needs 3; byte-level BPE pairs need 4
 
@@ -305,6 +305,37 @@ def build_features(
         end_positions=end_positions,
         word_edges=None if words is None else _word_edges(offsets, np.where(in_context, words, np.nan)),
     )
+
+
+def answer_windows(examples: Sequence[QAExample], features: Features) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each example's gold answer fell among its context's windows.
+
+    The answer is the one the windows were labelled with (the first, trimmed; see
+    :func:`build_features`); a window holds it when its labels point at it.
+
+    Args:
+        examples: The examples ``features`` were built from, in the same order.
+        features: Their windows (:func:`build_features`).
+
+    Returns:
+        Per example: the number of windows its context took; whether some window holds the
+        answer whole; whether some window's edge cuts through the answer (part of it in that
+        window, part outside). Both flags are False for an example without an answer.
+    """
+    n = len(examples)
+    owner = features.example_index
+    windows = np.bincount(owner, minlength=n)
+    whole = np.zeros(n, dtype=bool)
+    np.logical_or.at(whole, owner, features.start_positions != features.cls_index)
+    starts, ends = _answer_chars(examples)
+    start, end = starts[owner], ends[owner]
+    in_context = features.offsets[..., 0] >= 0
+    first_char = np.where(in_context, features.offsets[..., 0], np.iinfo(np.int32).max).min(axis=1)
+    last_char = np.where(in_context, features.offsets[..., 1], -1).max(axis=1)
+    overlaps = (start >= 0) & (first_char < end) & (last_char > start)
+    cut = np.zeros(n, dtype=bool)
+    np.logical_or.at(cut, owner, overlaps & ~((first_char <= start) & (last_char >= end)))
+    return windows, whole, cut
 
 
 def _word_edges(offsets: np.ndarray, words: np.ndarray) -> np.ndarray:

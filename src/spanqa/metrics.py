@@ -35,6 +35,7 @@ __all__ = [
     "ScoreReport",
     "score_predictions",
     "best_threshold",
+    "threshold_curve",
     "LANGUAGES",
 ]
 
@@ -313,16 +314,15 @@ def _summary(exact: Sequence[float], f1: Sequence[float]) -> dict[str, float]:
     return {"exact": 100.0 * sum(exact) / total, "f1": 100.0 * sum(f1) / total, "total": total}
 
 
-def best_threshold(questions: Sequence[QuestionScore], metric: str = "f1", na_probs_order: Iterable[str] | None = None) -> tuple[float, float]:
-    """Best score over no-answer thresholds and the threshold that reaches it (official v2 search).
+def _running_scores(
+    questions: Sequence[QuestionScore], metric: str, na_probs_order: Iterable[str] | None
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """The official v2 search's running score: questions in increasing ``na_prob`` (ties in the
+    na-prob file's order), the score after answering each one and abstaining on all after it.
 
-    Questions are visited in increasing ``na_prob`` (ties in the na-prob file's
-    order, as the official script's stable sort does); answering those below the
-    threshold and abstaining on the rest.
-
-    The na-probs are read as :func:`score_predictions` reads them (NaN is an
-    error, infinities count as the largest finite floats), so the threshold
-    returned is always finite.
+    Returns:
+        The sorted na-probs, the running score (in questions) after each, the score when every
+        question abstains, and the number of questions.
     """
     by_id = {q.id: q for q in questions}
     ids = [i for i in (na_probs_order or by_id) if i in by_id] or list(by_id)
@@ -337,9 +337,53 @@ def best_threshold(questions: Sequence[QuestionScore], metric: str = "f1", na_pr
     order = np.argsort(na, kind="stable")
     diff = np.where(has, raw, np.where(answered, -1.0, 0.0))[order]
     start = float(np.sum(~has & present))
-    running = start + np.cumsum(diff)
+    return na[order], start + np.cumsum(diff), start, len(qs)
+
+
+def best_threshold(questions: Sequence[QuestionScore], metric: str = "f1", na_probs_order: Iterable[str] | None = None) -> tuple[float, float]:
+    """Best score over no-answer thresholds and the threshold that reaches it (official v2 search).
+
+    Questions are visited in increasing ``na_prob`` (ties in the na-prob file's
+    order, as the official script's stable sort does); answering those below the
+    threshold and abstaining on the rest.
+
+    The na-probs are read as :func:`score_predictions` reads them (NaN is an
+    error, infinities count as the largest finite floats), so the threshold
+    returned is always finite.
+    """
+    na, running, start, total = _running_scores(questions, metric, na_probs_order)
     best, thresh = start, 0.0
     if running.size and running.max() > start:
         top = int(np.argmax(running == running.max()))
-        best, thresh = float(running[top]), float(na[order][top])
-    return 100.0 * best / len(qs), thresh
+        best, thresh = float(running[top]), float(na[top])
+    return 100.0 * best / total, thresh
+
+
+def threshold_curve(
+    questions: Sequence[QuestionScore], metric: str = "f1", na_probs_order: Iterable[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The score (in percent) at every no-answer threshold that changes it.
+
+    At threshold ``t`` a question is answered when its ``na_prob`` is at most ``t``
+    and abstains otherwise (the official script's rule, and :func:`spanqa.decode.abstains`).
+    Unlike :func:`best_threshold`, which may stop inside a run of equal na-probs,
+    every point here is reachable: the thresholds are the distinct na-probs, plus
+    one just below the lowest (every question abstains) when a finite one exists.
+
+    Args:
+        questions: Scored questions with their ``na_prob`` (their prediction as if answered).
+        metric: ``"f1"`` or ``"exact"``.
+        na_probs_order: Question ids in the na-prob file's order (ties keep it).
+
+    Returns:
+        ``(thresholds, scores)``: increasing thresholds and the score at each.
+    """
+    na, running, start, total = _running_scores(questions, metric, na_probs_order)
+    if not na.size:
+        return np.zeros(1), np.zeros(1)
+    last = np.append(na[1:] != na[:-1], True)  # the end of each run of equal na-probs
+    thresholds, scores = na[last], running[last]
+    below = np.nextafter(na[0], -np.inf)
+    if np.isfinite(below):
+        thresholds, scores = np.insert(thresholds, 0, below), np.insert(scores, 0, start)
+    return thresholds, 100.0 * scores / total

@@ -308,6 +308,9 @@ def _body(
     model_name: str,
     data_fingerprint: str | None,
     spanqa_version: str,
+    curve_figure: str | None = None,
+    breakdown: str | None = None,
+    report_file: str | None = None,
 ) -> str:
     style = 'SQuAD v2.0 style: a question may have "no answer"' if version_2 else "SQuAD v1.1 style: every question has an answer"
     lines = [
@@ -366,6 +369,14 @@ def _body(
                 f"`spanqa.json`); at the default threshold {float(default_threshold or 0.0):g}: {at_default or 'not reported'}."
             ),
         ]
+    if curve_figure or breakdown:
+        lines += ["", "## Training curves and errors", ""]
+        if curve_figure:
+            lines += [f"![Training loss and dev EM/F1 per evaluation]({curve_figure})", ""]
+        if breakdown:
+            lines += ["Scores on the evaluation data by kind of question:", "", breakdown, ""]
+        if report_file:
+            lines.append(f"The worst errors and all figures: `{report_file}` (one self-contained HTML file).")
     lines += ["", "## Hyper-parameters", ""]
     if hyperparameters:
         lines += ["| setting | value |", "| --- | --- |"]
@@ -392,6 +403,9 @@ def build_model_card(
     language: str | list[str] | None = None,
     license: str | None = None,
     spanqa_version: str = "",
+    curve_figure: str | None = None,
+    breakdown: str | None = None,
+    report_file: str | None = None,
 ) -> ModelCard:
     """The model card of a model trained with spanqa: Hub metadata plus a readable body.
 
@@ -417,6 +431,10 @@ def build_model_card(
         license: Licence id; when None, the base model's licence if spanqa knows
             it (apache-2.0 for the embedded MiniLM), else left out.
         spanqa_version: The spanqa version to cite; the installed one when empty.
+        curve_figure: The training-curve PNG, relative to the card (``spanqa report``'s
+            ``report-training.png``), embedded as an image; left out when None.
+        breakdown: The report's breakdown tables in Markdown (:func:`spanqa.report.breakdown_markdown`).
+        report_file: The HTML report, relative to the card, named in the card.
 
     Returns:
         A :class:`huggingface_hub.ModelCard` whose text re-parses to the same metadata.
@@ -459,6 +477,9 @@ def build_model_card(
         model_name=model_name,
         data_fingerprint=data_fingerprint,
         spanqa_version=spanqa_version,
+        curve_figure=curve_figure,
+        breakdown=breakdown,
+        report_file=report_file,
     )
     # Plain text rather than ModelCard.from_template: a Jinja template would
     # interpret "{{" or "{%" in user strings (file names, settings).

@@ -4,6 +4,9 @@
 or several (``{"questions": [...]}``); requests from concurrent clients are
 collected for a few milliseconds and answered together with shared forward
 passes (micro-batching), in worker threads so the event loop stays free.
+With a passage index (``spanqa serve MODEL --index DIR``, ``create_app(reader, index=...)``), a
+question sent without a context is answered from the index's best passages, each answer naming
+its source document and character offsets in it.
 ``GET /health`` describes the model, ``GET /metrics`` exposes Prometheus
 metrics, ``GET /`` is a small web page, and ``/docs`` / ``/openapi.json``
 document the API.
@@ -73,6 +76,7 @@ from typing import TYPE_CHECKING, Any
 
 from .devices import usable_cores
 from .errors import ConfigError, DataError, SpanQAError, did_you_mean, first_line
+from .index import Hit, Index, index_request, sourced_answers
 from .reader import QARequest, Reader, ReaderResult
 
 if TYPE_CHECKING:
@@ -136,6 +140,8 @@ class ServeSettings(BaseSettings):
     """Largest top_k a request may ask for."""
     max_answer_length: int = Field(512, gt=0)
     """Largest per-request max_answer_length (tokens)."""
+    passages: int = Field(10, gt=0)
+    """With --index: retrieved passages the model reads per question without a context (a request's `passages`: up to max_documents)."""
     request_timeout_s: float = Field(30.0, gt=0, allow_inf_nan=False)
     """Seconds a request may wait for its answers (queue + model); then 504, and work nobody waits for any more is dropped."""
     body_timeout_s: float = Field(20.0, gt=0, allow_inf_nan=False)
@@ -256,7 +262,8 @@ def resolve_threads(settings: ServeSettings) -> int:
 
 
 class QuestionRequest(BaseModel):
-    """One question over a ``context``, or over ``documents`` ranked together (give exactly one of them)."""
+    """One question over a ``context``, or over ``documents`` ranked together (give exactly one of them);
+    on a server started with ``--index``, a question with neither is answered from the index's passages."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -265,6 +272,7 @@ class QuestionRequest(BaseModel):
             "examples": [
                 {"question": "When was the railway built?", "context": "The railway was built in 1897 to carry slate.", "top_k": 3},
                 {"question": "Who founded the society?", "documents": ["First text ...", "Second text ..."]},
+                {"question": "How do I reset the router?", "top_k": 3, "passages": 10},
             ]
         },
     )
@@ -279,6 +287,9 @@ class QuestionRequest(BaseModel):
         None, ge=0.0, le=1.0, description="Drop answers scoring below this; none left means 'no answer' (default: the model's)."
     )
     id: str | None = Field(None, description="Echoed back in the result.")
+    passages: int | None = Field(
+        None, ge=1, description="Without context or documents, on a server with an index: how many retrieved passages to read (default: the server's)."
+    )
 
 
 class BatchRequest(BaseModel):
@@ -295,6 +306,13 @@ class AnswerSpan(BaseModel):
     end: int = Field(description="Character offset just past the answer.")
     score: float = Field(description="Probability in [0, 1] over all candidates and 'no answer'.")
     document: int | None = Field(None, description="Index of the document holding the answer (null for a single context).")
+    # Only in answers from the server's index (a question without context or documents):
+    # there the "documents" are the retrieved passages, so `text == passage[start:end]`.
+    passage: str | None = Field(None, description="Index answers only: the retrieved passage holding the answer; `text == passage[start:end]`.")
+    source: str | None = Field(None, description="Index answers only: the file the answer's document came from.")
+    doc_id: str | None = Field(None, description="Index answers only: the id of the answer's document (a file path, `FILE#ROW` or an id column).")
+    document_start: int | None = Field(None, description="Index answers only: character offset of the answer in its source document.")
+    document_end: int | None = Field(None, description="Index answers only: offset just past the answer in its source document.")
 
 
 class AnswerResponse(BaseModel):
@@ -311,10 +329,22 @@ class AnswerResponse(BaseModel):
         description="'No answer' is decided when no_answer_score exceeds this (1: not allowed for this request)."
     )
     answers: list[AnswerSpan] = Field(description="The `top_k` best spans, best first.")
+    source: str | None = Field(None, description="Index answers only: the best answer's source file (null for 'no answer').")
+    doc_id: str | None = Field(None, description="Index answers only: the best answer's document id.")
+    document_start: int | None = Field(None, description="Index answers only: the best answer's character offset in its source document.")
+    document_end: int | None = Field(None, description="Index answers only: the offset just past the best answer in its source document.")
 
 
 class BatchResponse(BaseModel):
     results: list[AnswerResponse]
+
+
+class IndexHealth(BaseModel):
+    passages: int = Field(description="Passages in the index.")
+    documents: int = Field(description="Documents the passages come from.")
+    retrieval: str = Field(description="How passages are retrieved: `bm25`, or `fused` (BM25 and embeddings).")
+    embedding_model: str | None = Field(description="The sentence-embedding model of a fused index.")
+    passages_per_question: int = Field(description="Retrieved passages the model reads per question unless a request asks for another number.")
 
 
 class HealthResponse(BaseModel):
@@ -326,6 +356,7 @@ class HealthResponse(BaseModel):
     max_length: int
     limits: dict[str, int | float]
     batching: dict[str, int | float]
+    index: IndexHealth | None = Field(None, description="The passage index questions without a context are answered from (null: none).")
 
 
 class ErrorDetail(BaseModel):
@@ -819,8 +850,41 @@ def _number(value: int) -> str:
     return text if len(text) <= 20 else f"a {len(text.lstrip('-'))}-digit number"
 
 
-def _to_request(item: QuestionRequest, where: str, settings: ServeSettings) -> QARequest:
+@dataclass(frozen=True)
+class IndexQuestion:
+    """A question to answer from the server's index: its passages are retrieved (off the event loop)
+    before it joins a micro-batch as a :class:`~spanqa.reader.QARequest` over them.
+
+    Attributes:
+        question: The question.
+        passages: How many retrieved passages the reader reads.
+        options: The request's other :class:`~spanqa.reader.QARequest` fields (``top_k``, ``id``, ...).
+    """
+
+    question: str
+    passages: int
+    options: dict[str, Any]
+
+
+def _to_request(item: QuestionRequest, where: str, settings: ServeSettings, index: Index | None = None) -> QARequest | IndexQuestion:
+    """The reader's request for one validated question, or an :class:`IndexQuestion` when it has no text of its own.
+
+    Args:
+        item: The question as sent.
+        where: Its place in the body for error messages (``questions[2]``; ``""`` for a single question).
+        settings: The limits.
+        index: The server's passage index, if it has one.
+    """
     prefix = f"{where}: " if where else ""
+    from_index = item.context is None and item.documents is None
+    if from_index and index is None:
+        raise ApiError(422, "validation_error",
+                       f"{prefix}give a context (or documents) to answer from; this server has no document index "
+                       "(start it with `spanqa serve MODEL --index INDEX` to answer questions without a context)")
+    if item.passages is not None and not from_index:
+        raise ApiError(422, "validation_error", f"{prefix}passages is for questions answered from the index; drop it or drop context/documents")
+    if item.passages is not None and item.passages > settings.max_documents:
+        raise ApiError(422, "validation_error", f"{prefix}passages is {_number(item.passages)}; the limit is {settings.max_documents}")
     if item.top_k > settings.max_top_k:
         raise ApiError(422, "validation_error", f"{prefix}top_k is {_number(item.top_k)}; the limit is {settings.max_top_k}")
     if item.max_answer_length is not None and item.max_answer_length > settings.max_answer_length:
@@ -842,6 +906,12 @@ def _to_request(item: QuestionRequest, where: str, settings: ServeSettings) -> Q
             _check_text(text, f"{prefix}{name}")
     if item.id is not None:
         _check_text(item.id, f"{prefix}id")
+    if from_index:
+        if not item.question.strip():  # what QARequest would say, before any retrieval work
+            raise ApiError(422, "validation_error", f"{prefix}empty question")
+        options = {"top_k": item.top_k, "max_answer_length": item.max_answer_length, "handle_impossible": item.handle_impossible,
+                   "id": item.id, "score_threshold": item.score_threshold}
+        return IndexQuestion(item.question, item.passages or settings.passages, options)
     try:
         return QARequest(
             question=item.question,
@@ -857,8 +927,15 @@ def _to_request(item: QuestionRequest, where: str, settings: ServeSettings) -> Q
         raise ApiError(422, "validation_error", f"{prefix}{err}") from None
 
 
-def parse_payload(data: Any, settings: ServeSettings) -> tuple[list[QARequest], bool]:
-    """The requests in a decoded JSON body, and whether it was a batch; raises :class:`ApiError`."""
+def parse_payload(data: Any, settings: ServeSettings, index: Index | None = None) -> tuple[list[QARequest | IndexQuestion], bool]:
+    """The requests in a decoded JSON body, and whether it was a batch; raises :class:`ApiError`.
+
+    Args:
+        data: The decoded JSON body.
+        settings: The limits.
+        index: The server's passage index: questions without context or documents become :class:`IndexQuestion`
+            (without an index they are refused with 422).
+    """
     if not isinstance(data, dict):
         raise ApiError(422, "validation_error", f"expected a JSON object, got {type(data).__name__ if data is not None else 'null'}")
     if "questions" in data:
@@ -873,13 +950,63 @@ def parse_payload(data: Any, settings: ServeSettings) -> tuple[list[QARequest], 
         except ValidationError as err:
             message, details = _validation_details(err.errors(include_url=False, include_input=False))
             raise ApiError(422, "validation_error", message, details) from None
-        return [_to_request(item, f"questions[{i}]", settings) for i, item in enumerate(batch.questions)], True
+        return [_to_request(item, f"questions[{i}]", settings, index) for i, item in enumerate(batch.questions)], True
     try:
         single = QuestionRequest.model_validate(data)
     except ValidationError as err:
         message, details = _validation_details(err.errors(include_url=False, include_input=False))
         raise ApiError(422, "validation_error", message, details) from None
-    return [_to_request(single, "", settings)], False
+    return [_to_request(single, "", settings, index)], False
+
+
+def _retrieve(items: Sequence[QARequest | IndexQuestion], index: Index | None, lock: threading.Lock) -> tuple[list[QARequest], list[list[Hit] | None]]:
+    """The reader's requests for ``items``, with the passages retrieved for each index question (None for the others).
+
+    Called in a worker thread when there is something to retrieve: scoring every passage (and, for a fused
+    index, encoding the question) would otherwise stall the event loop.
+
+    Args:
+        items: The parsed questions.
+        index: The server's passage index (needed only when ``items`` hold an :class:`IndexQuestion`).
+        lock: Serialises searches: the embedding model's fast tokenizer cannot be called from two threads at once.
+    """
+    requests: list[QARequest] = []
+    hits: list[list[Hit] | None] = []
+    for item in items:
+        if isinstance(item, QARequest):
+            requests.append(item)
+            hits.append(None)
+            continue
+        assert index is not None  # parse_payload makes an IndexQuestion only for a server with an index
+        with lock:
+            request, found = index_request(index, item.question, passages=item.passages, **item.options)
+        requests.append(request)
+        hits.append(found)
+    return requests, hits
+
+
+def _result_dict(result: ReaderResult, hits: Sequence[Hit] | None) -> dict[str, Any]:
+    """A result as JSON; an answer from the index also names its passage, source document and offsets in it.
+
+    Args:
+        result: The reader's result.
+        hits: The passages it read, in its request's order; None for a question with its own context or
+            documents, whose result keeps exactly the fields it always had.
+    """
+    out = result.to_dict()
+    if hits is None:
+        return out
+    located = sourced_answers(result, hits)
+    for span, answer in zip(out["answers"], located):
+        span.update(passage=answer.passage.text, source=answer.source, doc_id=answer.doc_id, document_start=answer.start, document_end=answer.end)
+    best = located[0] if result.answer is not None and located else None
+    out.update(
+        source=best.source if best else None,
+        doc_id=best.doc_id if best else None,
+        document_start=best.start if best else None,
+        document_end=best.end if best else None,
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- the web page
@@ -1001,16 +1128,23 @@ def _model_name(reader: Reader) -> str | None:
     return str(name) if name else None
 
 
-def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_name: str | None = None) -> FastAPI:
+def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_name: str | None = None, index: Index | None = None) -> FastAPI:
     """An ASGI app answering with ``reader``.
 
     ``app.state.batcher`` holds micro-batching counters, ``app.state.metrics`` the
-    Prometheus metrics (served at ``GET /metrics``). ``settings`` default to
-    :class:`ServeSettings` from the environment.
+    Prometheus metrics (served at ``GET /metrics``).
+
+    Args:
+        reader: The QA model.
+        settings: Limits, batching and parallelism; default: :class:`ServeSettings` from the environment.
+        model_name: The model's name in ``/health`` and the metrics (default: the model's own).
+        index: A passage index: questions sent without a context or documents are answered from its
+            best ``passages`` passages, each answer naming its source document and offsets in it.
     """
     from . import __version__
 
     settings = settings or ServeSettings()
+    search_lock = threading.Lock()
     metrics = ServeMetrics(settings.max_batch_items)
     batcher = MicroBatcher(reader, settings, metrics)
     metrics.queued.set_function(lambda: batcher.waiting)
@@ -1043,6 +1177,14 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
     app.state.settings = settings
     app.state.batcher = batcher
     app.state.metrics = metrics
+    app.state.index = index
+    index_info = None if index is None else {
+        "passages": len(index.passages),
+        "documents": len({passage.doc_id for passage in index.passages}),
+        "retrieval": index.default_method,
+        "embedding_model": index.manifest.get("embedding_model"),
+        "passages_per_question": settings.passages,
+    }
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -1099,17 +1241,28 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
     async def answer(request: Request) -> Response:
         """Send `{"question", "context"}` (or `"documents"` to rank answers across several texts), or
         `{"questions": [...]}` for several at once. Answers are spans of the given text with their
-        character offsets and probabilities."""
+        character offsets and probabilities. On a server started with `--index`, a question without
+        context or documents is answered from the best `passages` passages of the index; each answer
+        then also gives its `passage`, `source`, `doc_id` and `document_start`/`document_end`."""
         body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-        requests, batched = parse_payload(_parse_json(body), settings)
+        items, batched = parse_payload(_parse_json(body), settings, index)
         try:
+            if any(isinstance(item, IndexQuestion) for item in items):
+                try:
+                    requests, hits = await asyncio.wait_for(asyncio.to_thread(_retrieve, items, index, search_lock), settings.request_timeout_s)
+                except asyncio.TimeoutError:
+                    raise ApiError(504, "timeout", f"no passages retrieved within {settings.request_timeout_s:g} s") from None
+            else:
+                requests, hits = _retrieve(items, None, search_lock)  # nothing to retrieve: no thread hop
+            # Index questions join the same micro-batches as the others: one path for batching, timeouts and metrics.
             results = await batcher.submit(requests, settings.request_timeout_s)
         except SpanQAError as err:
             raise ApiError(422, "validation_error", str(err)) from None
         metrics.questions.inc(len(results))
+        answered = [_result_dict(result, found) for result, found in zip(results, hits)]
         if batched:
-            return JSONResponse({"results": [r.to_dict() for r in results]})
-        return JSONResponse(results[0].to_dict())
+            return JSONResponse({"results": answered})
+        return JSONResponse(answered[0])
 
     @app.get("/health", response_model=HealthResponse, summary="Model and server status")
     async def health() -> dict[str, Any]:
@@ -1123,6 +1276,7 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
             "max_length": int(config.max_length),
             "limits": settings.model_dump(exclude={"workers", "threads"}),
             "batching": batcher.stats,
+            "index": index_info,
         }
 
     @app.get(
@@ -1137,7 +1291,7 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index() -> HTMLResponse:
+    async def web_page() -> HTMLResponse:  # not `index`: that name is the passage index
         return HTMLResponse(
             page,
             headers={
@@ -1147,6 +1301,24 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
                 "Cache-Control": "no-cache",
             },
         )
+
+    @app.get("/report", response_class=HTMLResponse, include_in_schema=False)
+    def report_page() -> HTMLResponse:
+        """The model folder's ``spanqa report`` (read on each request: a new report shows without a restart)."""
+        from pathlib import Path
+
+        from .report import REPORT_NAME
+
+        path = Path(name) / REPORT_NAME if name else None
+        try:
+            text = path.read_text(encoding="utf-8") if path is not None else None
+        except OSError:  # missing, a folder, unreadable
+            text = None
+        if text is None:
+            raise ApiError(404, "not_found", "this model has no report; write one with `spanqa report MODEL_FOLDER`")
+        # The report has no script; its figures are data URIs and its style is inline.
+        report_csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        return HTMLResponse(text, headers={"Content-Security-Policy": report_csp, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -1185,6 +1357,7 @@ def run_server(
     *,
     backend: str = "auto",
     log_level: str = "info",
+    index: str | os.PathLike[str] | Index | None = None,
 ) -> None:
     """Load ``model`` (safetensors or ONNX only, no remote code) and serve it with uvicorn until interrupted.
 
@@ -1196,19 +1369,29 @@ def run_server(
         device: ``cpu``, ``cuda``, ...; default: the reader's choice.
         backend: ``auto``, ``torch`` or ``onnx``, passed to :meth:`Reader.from_pretrained`.
         log_level: uvicorn's log level.
+        index: A ``spanqa index`` folder (or a loaded :class:`~spanqa.index.Index`) to answer questions
+            sent without a context from.
+
+    Raises:
+        DataError: ``index`` is not a readable index folder (found before the model loads).
     """
     try:
         import uvicorn
     except ImportError as err:  # pragma: no cover - depends on the installed extras
         raise MissingDependencyError(f"serving needs uvicorn: pip install 'spanqa[serve]' ({err})") from err
     settings = settings or serve_settings()
+    if index is not None and not isinstance(index, Index):
+        index = Index.load(os.fspath(index))  # before the model: a wrong folder fails in a moment, not after a model load
+        logger.info("index %s: %d passages of %d documents", index.folder, len(index.passages), index.manifest.get("documents", 0))
     started = time.perf_counter()
     options: dict[str, Any] = {} if backend == "auto" else {"backend": backend}  # "auto" is the reader's default
     reader = Reader.from_pretrained(model, device=device, **options)
     logger.info("loaded %s on %s in %.1f s", model, reader.device, time.perf_counter() - started)
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("serving on %s: the API has no authentication; put it behind a proxy you trust", host)
-    app = create_app(reader, settings, model_name=str(model))
+    if index is not None and index.default_method != "bm25":
+        index.search("warm-up", 1)  # loads the index's embedding model now rather than in the first request's time
+    app = create_app(reader, settings, model_name=str(model), index=index)
     batcher = app.state.batcher
     logger.info("%d micro-batch worker(s), %d intra-op thread(s) each (%d usable cores)", batcher.workers, batcher.threads, usable_cores())
     uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options(settings))

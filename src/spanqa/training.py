@@ -17,9 +17,9 @@ import re
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from transformers import Trainer
@@ -33,6 +33,9 @@ from .errors import ConfigError, ModelError, first_line
 from .feature_cache import cached_features, default_cache_dir
 from .features import Features
 from .io import share_files, write_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .report import ReportFiles
 
 __all__ = [
     "SpanQATrainer",
@@ -302,7 +305,7 @@ def train(
     metrics: dict[str, Any] = {}
     if trainer.is_world_process_zero():
         if eval_set is not None:
-            metrics = _final_evaluation(output_dir, eval_set, version_2, args)
+            metrics = _final_evaluation(output_dir, eval_set, version_2, args, columns=mapping, on_mismatch=on_mismatch)
             spanqa_config = SpanQAConfig.load(output_dir)  # with the tuned threshold
         settings = {
             "model": model,
@@ -315,7 +318,14 @@ def train(
             "training": _serialisable({**args.to_dict(), "push_to_hub": push}),
         }
         write_json(output_dir / "train_config.json", settings)
-        _write_model_card(output_dir, settings, metrics, spanqa_config, trainer.state.global_step, seconds)
+        # The log history (loss, dev EM/F1 per evaluation) outlives the checkpoints deleted below: the report draws it.
+        write_json(output_dir / "trainer_state.json", asdict(trainer.state))
+        report = None
+        if eval_set is not None:
+            from .report import write_report_or_warn
+
+            report = write_report_or_warn(output_dir)
+        _write_model_card(output_dir, settings, metrics, spanqa_config, trainer.state.global_step, seconds, report)
         if not args.keep_checkpoints:
             for path in output_dir.glob("checkpoint-*"):
                 shutil.rmtree(path, ignore_errors=True)
@@ -443,11 +453,20 @@ def _save_final(trainer: SpanQATrainer, output_dir: Path) -> None:
     trainer.accelerator.wait_for_everyone()
 
 
-def _final_evaluation(output_dir: Path, eval_set: QADataset, version_2: bool, args: SpanQATrainingArguments) -> dict[str, Any]:
+def _final_evaluation(
+    output_dir: Path,
+    eval_set: QADataset,
+    version_2: bool,
+    args: SpanQATrainingArguments,
+    *,
+    columns: Mapping[str, str] | None = None,
+    on_mismatch: MismatchPolicy = "repair",
+) -> dict[str, Any]:
     """Score the saved model exactly as ``spanqa evaluate`` does (loaded from disk), writing ``eval/`` and ``metrics.json``.
 
     On v2 data the null threshold that maximises F1 is tuned here and saved in ``spanqa.json``,
-    and the headline metrics are those at the tuned threshold.
+    and the headline metrics are those at the tuned threshold. ``columns`` and ``on_mismatch``
+    (how ``eval_set`` was read) go into ``eval/evaluation.json`` for ``spanqa report``.
     """
     from .evaluate import evaluate
 
@@ -456,6 +475,8 @@ def _final_evaluation(output_dir: Path, eval_set: QADataset, version_2: bool, ar
         output_dir,
         eval_set,
         output_dir=output_dir / "eval",
+        columns=columns,
+        on_mismatch=on_mismatch,
         overwrite=True,  # this run's own eval folder; replacing the model folder was allowed already
         version_2=version_2,
         lang=args.eval_lang,
@@ -489,9 +510,11 @@ def _write_model_card(
     config: SpanQAConfig,
     steps: int,
     seconds: float,
+    report: ReportFiles | None = None,
 ) -> None:
     from . import __version__
     from .modelcard import build_model_card, write_model_card
+    from .report import breakdown_markdown
 
     training = settings["training"]
     hyper = {
@@ -517,5 +540,18 @@ def _write_model_card(
         model_name=output_dir.name,
         data_fingerprint=config.data_fingerprint,
         spanqa_version=__version__,
+        curve_figure=_relative(report.figures.get("training"), output_dir) if report else None,
+        breakdown=breakdown_markdown(report.report.breakdowns) if report else None,
+        report_file=_relative(report.html, output_dir) if report else None,
     )
     write_model_card(output_dir, card)
+
+
+def _relative(path: Path | None, folder: Path) -> str | None:
+    """``path`` relative to ``folder`` (how a model card links files beside it), or None when it is not inside."""
+    if path is None:
+        return None
+    try:
+        return path.resolve().relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return None

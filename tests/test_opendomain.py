@@ -1,0 +1,79 @@
+"""Open-domain evaluation (`spanqa evaluate --index`): gold-passage recall, answer recall, end-to-end EM/F1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from spanqa.cli import app
+from spanqa.data import load_examples
+from spanqa.index import build_index
+from spanqa.opendomain import evaluate_open_domain, retrieval_recall
+from spanqa.reader import Reader
+
+runner = CliRunner()
+
+CONTEXTS = [
+    "The Danube flows through Vienna and Budapest before it reaches the Black Sea.",
+    "Sourdough bread rises because wild yeast and lactic bacteria ferment the dough.",
+    "Mount Everest, on the border of Nepal and China, is the highest mountain on Earth.",
+]
+QUESTIONS = [
+    ("Which river flows through Vienna?", "Danube"),
+    ("What makes sourdough bread rise?", "wild yeast"),
+    ("Which is the highest mountain?", "Mount Everest"),
+]
+
+
+@pytest.fixture()
+def squad_file(tmp_path: Path) -> Path:
+    data = {"version": "1.1", "data": [
+        {"title": f"T{i}", "paragraphs": [{"context": c, "qas": [{"id": f"q{i}", "question": q, "answers": [{"text": a, "answer_start": c.index(a)}]}]}]}
+        for i, (c, (q, a)) in enumerate(zip(CONTEXTS, QUESTIONS))
+    ]}
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_recall_counts_the_gold_passage_and_any_passage_with_the_answer(squad_file: Path, tmp_path: Path) -> None:
+    examples = load_examples(squad_file).examples
+    index = build_index([squad_file], tmp_path / "ix")
+    recall = retrieval_recall(index, examples, ks=(1, 3))
+    assert recall == {"bm25": {"recall@1": 1.0, "recall@3": 1.0, "answer_recall@1": 1.0, "answer_recall@3": 1.0}}
+
+    # A collection that holds the answers in other words is no gold passage, but still holds the answer text.
+    (tmp_path / "other.txt").write_text("Facts: the Danube is long. Wild yeast is alive. Mount Everest is high.", encoding="utf-8")
+    other = build_index([tmp_path / "other.txt"], tmp_path / "other")
+    recall = retrieval_recall(other, examples, ks=(1,))
+    assert recall["bm25"]["recall@1"] == 0.0 and recall["bm25"]["answer_recall@1"] == 1.0
+
+
+def test_end_to_end_scores_match_the_reader_over_retrieved_passages(squad_file: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    examples = load_examples(squad_file).examples
+    index = build_index([squad_file], tmp_path / "ix")
+    reader = Reader.from_pretrained(str(tiny_bert_dir), device="cpu")
+    result = evaluate_open_domain(reader, index, examples, passages=1, ks=(1,))
+    # With one passage, retrieved first and gold for every question, end-to-end is the gold-passage reading.
+    gold = {ex.id: reader(ex.question, ex.context, handle_impossible=False).answers[0].text for ex in examples}
+    assert result.predictions == gold
+    assert result.method == "bm25" and result.questions == 3 and 0.0 <= result.end_to_end["f1"] <= 100.0
+
+
+def test_evaluate_index_cli(squad_file: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    assert runner.invoke(app, ["index", str(squad_file), "--out", str(tmp_path / "ix")]).exit_code == 0
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", str(tiny_bert_dir), "--data", str(squad_file), "--device", "cpu", "--output-dir", str(out)]
+    result = runner.invoke(app, [*args, "--index", str(tmp_path / "ix"), "--passages", "2"])
+    assert result.exit_code == 0, result.output
+    found = json.loads((out / "metrics.json").read_text())["open_domain"]
+    assert found["retrieval"]["bm25"]["recall@1"] == 1.0 and found["passages"] == 2 and found["method"] == "bm25"
+    assert set(found["end_to_end"]) >= {"exact_match", "f1"}
+    assert "bm25   recall@1 1.000  recall@5 1.000  recall@20 1.000" in result.stderr
+    assert "gold passage: EM" in result.stderr and "index (bm25, 2 passages): EM" in result.stderr
+
+    result = runner.invoke(app, [*args, "--overwrite", "--index", str(tmp_path / "nope")])
+    assert result.exit_code == 1 and "not a spanqa index" in result.stderr
