@@ -6,11 +6,6 @@ the system chromium is used). Set SPANQA_CHROMIUM to use another chromium binary
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,25 +15,12 @@ uvicorn = pytest.importorskip("uvicorn", reason="serving needs the 'serve' extra
 httpx = pytest.importorskip("httpx", reason="the browser test asks the API through httpx")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs Playwright for Python: pip install playwright")
 
+from live import CHROMIUM, NO_CHROMIUM, chromium, serving  # noqa: E402
+
 from spanqa.reader import Reader  # noqa: E402
 from spanqa.serve import ServeSettings, create_app  # noqa: E402
 
-CHROMIUM = os.environ.get("SPANQA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-    "--no-proxy-server",
-]
-
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason=f"chromium not found at {CHROMIUM} (apt-get install chromium, or set SPANQA_CHROMIUM)"
-)
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=NO_CHROMIUM)
 
 # An emoji and accents before the answer: the page must turn code-point offsets into JavaScript string indices.
 CONTEXT = (
@@ -53,34 +35,14 @@ QUESTION = "When was the railway built?"
 def server(tiny_bert_dir):
     """The real app under uvicorn on a free loopback port, in a background thread."""
     reader = Reader.from_pretrained(tiny_bert_dir)
-    app = create_app(reader, ServeSettings(max_context_chars=5000))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serving(create_app(reader, ServeSettings(max_context_chars=5000))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        except Exception as err:  # pragma: no cover - depends on the machine
-            pytest.skip(f"cannot start chromium at {CHROMIUM}: {str(err).splitlines()[0]}")
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -191,34 +191,24 @@ def test_report_command_writes_elsewhere_and_refuses_foreign_files(xquad_run, tm
 
 @needs_shared(XQUAD)
 def test_report_opens_in_headless_chromium(xquad_run, tmp_path):
-    from test_browser import CHROMIUM, CHROMIUM_ARGS
+    from live import chromium
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"chromium not found at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright for Python")
     report = xquad_run / "m" / "report.html"
-    with sync_api.sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        except Exception as err:  # pragma: no cover - depends on the machine
-            pytest.skip(f"cannot start chromium at {CHROMIUM}: {str(err).splitlines()[0]}")
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            problems: list[str] = []
-            requests: list[str] = []
-            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on("request", lambda request: requests.append(request.url))
-            page.goto(report.as_uri())
-            page.wait_for_load_state("load")
-            assert page.title() == "spanqa report: m"
-            assert page.evaluate("Array.from(document.images).every(img => img.complete && img.naturalWidth > 100)")
-            assert page.evaluate("document.images.length") == 2
-            assert page.locator("ol.errors mark.pred, ol.errors mark.gold").count() > 25
-            shot = tmp_path / "report-screenshot.png"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        problems: list[str] = []
+        requests: list[str] = []
+        page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        assert page.title() == "spanqa report: m"
+        assert page.evaluate("Array.from(document.images).every(img => img.complete && img.naturalWidth > 100)")
+        assert page.evaluate("document.images.length") == 2
+        assert page.locator("ol.errors mark.pred, ol.errors mark.gold").count() > 25
+        shot = tmp_path / "report-screenshot.png"
+        page.screenshot(path=str(shot), full_page=True)
     assert problems == []
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
     assert_png(shot)

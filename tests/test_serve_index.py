@@ -4,9 +4,6 @@ shows the source."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ pytest.importorskip("fastapi", reason="serving needs the 'serve' extra (fastapi,
 httpx = pytest.importorskip("httpx", reason="the API tests need httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from live import chromium, serving  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from spanqa.cli import app as cli_app  # noqa: E402
@@ -166,41 +164,14 @@ def test_cli_loads_the_index_before_the_model(monkeypatch, reader, index, tmp_pa
 @pytest.fixture(scope="module")
 def server(reader, index):
     """The real app with the index under uvicorn on a free loopback port, in a background thread."""
-    uvicorn = pytest.importorskip("uvicorn", reason="serving needs the 'serve' extra (fastapi, uvicorn)")
-    app = create_app(reader, ServeSettings(threads=1), index=index)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serving(create_app(reader, ServeSettings(threads=1), index=index)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless system chromium through Playwright, as in test_browser.py (skipped where either is missing)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs Playwright for Python: pip install playwright")
-    from test_browser import CHROMIUM, CHROMIUM_ARGS
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium, or set SPANQA_CHROMIUM)")
-    with sync_api.sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        except Exception as err:  # pragma: no cover - depends on the machine
-            pytest.skip(f"cannot start chromium at {CHROMIUM}: {str(err).splitlines()[0]}")
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def test_page_answers_from_the_collection_and_shows_the_source(browser, server, index):
