@@ -22,7 +22,7 @@ from spanqa.cli import app
 
 # Not imported here: Ray reads its cluster token from the environment once, at import, and the
 # CLI runs below in their own processes, as users run them, with the test cluster's environment.
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="--engine ray needs the 'ray' extra: pip install 'spanqa[ray]'")
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="--engine ray needs the 'ray' extra: pip install 'spanqa[ray]'")
 
 runner = CliRunner()
 BIN = Path(sys.executable).parent
@@ -82,6 +82,7 @@ def _lines(folder: Path) -> str:
     return "".join(f.read_text(encoding="utf-8") for f in sorted(folder.iterdir()))
 
 
+@needs_ray
 @pytest.mark.integration
 def test_ray_engine_gives_the_lines_of_the_local_engine(ray_head: str, questions: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
     local = tmp_path / "local.jsonl"
@@ -108,6 +109,7 @@ def test_ray_engine_gives_the_lines_of_the_local_engine(ray_head: str, questions
     assert records == expected
 
 
+@needs_ray
 def test_ray_engine_refuses_bad_options_before_starting(questions: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x.jsonl").write_text("{}\n", encoding="utf-8")
@@ -123,3 +125,10 @@ def test_ray_engine_refuses_bad_options_before_starting(questions: Path, tmp_pat
         result = runner.invoke(app, [*common, *extra])
         assert result.exit_code == 1, result.output
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_without_ray_the_error_names_the_extra(questions: Path, tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: importing it raises ImportError
+    result = runner.invoke(app, ["predict", str(tiny_bert_dir), str(questions), "--out", str(tmp_path / "o"), "--engine", "ray"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == ["error: --engine ray needs Ray Data (no module 'ray'): pip install \"spanqa[ray]\""]

@@ -19,9 +19,9 @@ from typing import Any
 from .data import ColumnMapping, MismatchPolicy, QAExample, load_examples
 from .errors import ConfigError, OutputError
 from .io import atomic_open, check_new_file, output_error, read_json, write_json
-from .reader import QARequest, Reader, _progress, check_answer_limits
+from .reader import QARequest, Reader, ReaderResult, _progress, check_answer_limits
 
-__all__ = ["predict_file", "partial_paths", "check_output", "parse_shard", "shard_range"]
+__all__ = ["predict_file", "partial_paths", "check_output", "parse_shard", "shard_range", "prediction_line"]
 
 
 def partial_paths(out: str | Path) -> tuple[Path, Path]:
@@ -201,10 +201,16 @@ def _answered_chunks(
     for lo in range(start, len(examples), chunk_size):
         chunk = examples[lo : lo + chunk_size]
         results = reader.answer_batch([QARequest(ex.question, ex.context, id=ex.id, **ask) for ex in chunk])
-        yield "".join(_record(result) + "\n" for result in results), len(chunk)
+        yield "".join(prediction_line(result) + "\n" for result in results), len(chunk)
 
 
-def _record(result: Any) -> str:
+def prediction_line(result: ReaderResult) -> str:
+    """One question's line of the output: its :class:`~spanqa.reader.ReaderResult` as JSON (without the
+    ``document`` of the best answer, always null for a single context).
+
+    Args:
+        result: The reader's result for the question.
+    """
     record: dict[str, Any] = result.to_dict()
     record.pop("document", None)
     return json.dumps(record, ensure_ascii=False)

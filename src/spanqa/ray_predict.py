@@ -25,6 +25,7 @@ from .backends import BackendName, Precision
 from .data import ColumnMapping, MismatchPolicy, load_examples
 from .errors import ConfigError, SpanQAError
 from .io import atomic_folder
+from .predict import prediction_line
 from .reader import QARequest, Reader, check_answer_limits
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,12 +49,9 @@ def _ray() -> Any:
         import ray
         import ray.data  # noqa: F401  # the Data library comes with the "data" extra of ray
     except ImportError as err:
-        raise MissingRayError(f"--engine ray needs Ray Data ({first_missing(err)}): {RAY_EXTRA}") from None
+        missing = f"no module {err.name!r}" if err.name else str(err)
+        raise MissingRayError(f"--engine ray needs Ray Data ({missing}): {RAY_EXTRA}") from None
     return ray
-
-
-def first_missing(err: ImportError) -> str:
-    return f"no module {err.name!r}" if err.name else str(err)
 
 
 class ReaderActor:
@@ -78,14 +76,8 @@ class ReaderActor:
         lines: list[str] = []
         for ids, questions, contexts in zip(batch["ids"], batch["questions"], batch["contexts"]):
             requests = [QARequest(q, c, id=i, **self.ask) for i, q, c in zip(ids, questions, contexts)]
-            lines.extend(_record(result) for result in self.reader.answer_batch(requests))
+            lines.extend(prediction_line(result) for result in self.reader.answer_batch(requests))
         return {"line": lines}
-
-
-def _record(result: Any) -> str:
-    from .predict import _record as predict_record
-
-    return predict_record(result)
 
 
 def _jsonl_datasink(path: str) -> Any:
