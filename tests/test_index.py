@@ -55,7 +55,7 @@ def test_passages_point_into_their_source_documents(docs: Path, tmp_path: Path) 
     for passage in index.passages:
         source = Path(passage.source).read_text(encoding="utf-8")
         assert source[passage.start : passage.end] == passage.text
-    assert index.manifest["format_version"] == 1 and index.manifest["embedding_model"] is None
+    assert index.manifest["format_version"] == 2 and index.manifest["embedding_model"] is None
 
 
 def test_bm25_finds_the_right_passage(docs: Path, tmp_path: Path) -> None:
