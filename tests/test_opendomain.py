@@ -72,6 +72,8 @@ def test_evaluate_index_cli(squad_file: Path, tmp_path: Path, tiny_bert_dir: Pat
     found = json.loads((out / "metrics.json").read_text())["open_domain"]
     assert found["retrieval"]["bm25"]["recall@1"] == 1.0 and found["passages"] == 2 and found["method"] == "bm25"
     assert set(found["end_to_end"]) >= {"exact_match", "f1"}
+    answers = json.loads((out / "open_domain_predictions.json").read_text())
+    assert set(answers) == {"q0", "q1", "q2"} and all(isinstance(text, str) for text in answers.values())
     assert "bm25   recall@1 1.000  recall@5 1.000  recall@20 1.000" in result.stderr
     assert "gold passage: EM" in result.stderr and "index (bm25, 2 passages): EM" in result.stderr
 

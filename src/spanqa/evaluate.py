@@ -134,7 +134,7 @@ def score_decoded(
     return score_predictions(examples, texts, na_probs, version_2=version_2, na_prob_thresh=float("inf"), lang=lang)
 
 
-EVALUATION_FILES = ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json", "evaluation.json")
+EVALUATION_FILES = ("predictions.json", "nbest_predictions.json", "null_odds.json", "metrics.json", "evaluation.json", "open_domain_predictions.json")
 """What :func:`write_prediction_files` writes: a folder holding only these (and a report) is an evaluation folder."""
 
 MODEL_FILES = ("config.json", "spanqa.json", "model.safetensors", "model.safetensors.index.json", "model.onnx")
@@ -180,6 +180,7 @@ def write_prediction_files(
     version_2: bool,
     overwrite: bool = False,
     settings: Mapping[str, Any] | None = None,
+    open_domain_predictions: Mapping[str, str] | None = None,
 ) -> Path:
     """``predictions.json``, ``nbest_predictions.json``, ``null_odds.json`` (v2) and ``metrics.json``, swapped in as one set.
 
@@ -191,6 +192,8 @@ def write_prediction_files(
         overwrite: Replace an earlier evaluation's files.
         settings: What was evaluated (model, gold data, window...), written as ``evaluation.json``
             so that ``spanqa report`` finds the gold answers again; None to write none.
+        open_domain_predictions: The answers read from an index's passages (``evaluate --index``),
+            written as ``open_domain_predictions.json`` (the layout of ``predictions.json``).
     """
     out = check_output_folder(output_dir, overwrite)
     with atomic_folder(out) as staging:
@@ -218,6 +221,8 @@ def write_prediction_files(
             write_json(staging / "null_odds.json", {p.id: max(-sys.float_info.max, min(p.null_odds, sys.float_info.max)) for p in predictions})
         if metrics is not None:
             write_json(staging / "metrics.json", dict(metrics))
+        if open_domain_predictions is not None:
+            write_json(staging / "open_domain_predictions.json", dict(open_domain_predictions))
         if settings is not None:
             write_json(staging / "evaluation.json", dict(settings))
     return out
@@ -375,12 +380,22 @@ def evaluate(
         if save_folder is not None:
             SpanQAConfig.load(save_folder).updated(temperature=calibration.temperature).save(save_folder)
             logger.info("saved temperature %.4f to %s", calibration.temperature, save_folder / "spanqa.json")
+    open_domain = None
     if index is not None:
-        metrics["open_domain"] = evaluate_open_domain(reader, index, dataset.examples, passages=passages, version_2=v2, lang=lang).to_dict()
+        open_domain = evaluate_open_domain(reader, index, dataset.examples, passages=passages, version_2=v2, lang=lang)
+        metrics["open_domain"] = open_domain.to_dict()
     out = None
     if output_dir is not None:
         settings_used = _evaluation_settings(model, reader, dataset, columns, on_mismatch, split, v2, lang, decode_config.null_threshold)
-        out = write_prediction_files(output_dir, predictions, metrics, version_2=v2, overwrite=overwrite, settings=settings_used)
+        out = write_prediction_files(
+            output_dir,
+            predictions,
+            metrics,
+            version_2=v2,
+            overwrite=overwrite,
+            settings=settings_used,
+            open_domain_predictions=open_domain.predictions if open_domain else None,
+        )
     return EvaluationResult(metrics, predictions, report, out, tuning, calibration)
 
 
