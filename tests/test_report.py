@@ -299,7 +299,9 @@ def test_evaluate_writes_a_report_with_user_text_escaped(tiny_bert_dir, tmp_path
     assert res.exit_code == 0, res.output
     page = (tmp_path / "e" / "report.html").read_text(encoding="utf-8")
     assert "<script" not in page and "<b>" not in page and "<i>" not in page
-    assert "&lt;script&gt;alert(0)&lt;/script&gt;" in page and "&lt;b&gt;bridge&lt;/b&gt; &amp; the tower" in page
+    # The excerpt is split by the <mark>s of the spans, wherever the (random) model puts them.
+    text = re.sub(r"</?mark[^>]*>", "", page)
+    assert "&lt;script&gt;alert(0)&lt;/script&gt;" in text and "&lt;b&gt;bridge&lt;/b&gt; &amp; the tower" in text
     assert html_table(page, "question_word")["when"][0] == 3
     # The folder stays an evaluation folder: evaluating again over it is allowed with --overwrite.
     again = _run(["evaluate", "--model", tiny_bert_dir, "--data", tmp_path / "d.json", "--output-dir", tmp_path / "e", "--overwrite"])
