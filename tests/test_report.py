@@ -332,9 +332,12 @@ def test_serve_shows_the_model_report(tiny_bert_dir, tmp_path):
     with TestClient(create_app(Reader.from_pretrained(folder), ServeSettings())) as client:
         missing = client.get("/report")
         assert missing.status_code == 404 and "spanqa report" in missing.json()["error"]["message"]
+        assert client.get("/health").json()["report"] is False  # the page shows no link
         (folder / "report.html").write_text("<!DOCTYPE html><title>r</title><p>the report</p>", encoding="utf-8")
         found = client.get("/report")
         assert found.status_code == 200 and "the report" in found.text
+        assert client.get("/health").json()["report"] is True
+        assert 'id="report-link" href="report" hidden' in client.get("/").text
         assert "script-src" not in found.headers["content-security-policy"] and "default-src 'none'" in found.headers["content-security-policy"]
 
 

@@ -72,12 +72,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .devices import usable_cores
 from .errors import ConfigError, DataError, SpanQAError, did_you_mean, first_line
 from .index import Hit, Index, index_request, sourced_answers
 from .reader import QARequest, Reader, ReaderResult
+from .report import REPORT_NAME
 
 if TYPE_CHECKING:
     import numpy as np
@@ -357,6 +359,7 @@ class HealthResponse(BaseModel):
     limits: dict[str, int | float]
     batching: dict[str, int | float]
     index: IndexHealth | None = Field(None, description="The passage index questions without a context are answered from (null: none).")
+    report: bool = Field(False, description="Whether the model folder has a `spanqa report`, shown at `GET /report`.")
 
 
 class ErrorDetail(BaseModel):
@@ -1264,6 +1267,8 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
             return JSONResponse({"results": answered})
         return JSONResponse(answered[0])
 
+    report_path = Path(name) / REPORT_NAME if name else None  # the model folder's `spanqa report`, if it has one
+
     @app.get("/health", response_model=HealthResponse, summary="Model and server status")
     async def health() -> dict[str, Any]:
         config = reader.config
@@ -1277,6 +1282,7 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
             "limits": settings.model_dump(exclude={"workers", "threads"}),
             "batching": batcher.stats,
             "index": index_info,
+            "report": report_path is not None and report_path.is_file(),
         }
 
     @app.get(
@@ -1305,13 +1311,8 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
     @app.get("/report", response_class=HTMLResponse, include_in_schema=False)
     def report_page() -> HTMLResponse:
         """The model folder's ``spanqa report`` (read on each request: a new report shows without a restart)."""
-        from pathlib import Path
-
-        from .report import REPORT_NAME
-
-        path = Path(name) / REPORT_NAME if name else None
         try:
-            text = path.read_text(encoding="utf-8") if path is not None else None
+            text = report_path.read_text(encoding="utf-8") if report_path is not None else None
         except OSError:  # missing, a folder, unreadable
             text = None
         if text is None:
