@@ -917,7 +917,50 @@ def _replace_cases() -> list[Case]:
     ]
 
 
-CASES: list[Case] = _data_cases() + _score_cases() + _option_cases() + _model_cases() + _output_cases() + _replace_cases()
+def _collection_cases() -> list[Case]:
+    """Document indexes, open-domain evaluation, the Ray engine and reports."""
+    not_index = folder("notix", with_file="notes.txt")
+    return [
+        Case("index/empty-folder", "index docs --out ix", ERROR, ("docs",), folder("docs"), why="a folder without .txt or .md files"),
+        Case("index/not-utf8", "index notes.txt --out ix", ERROR, ("notes.txt", "UTF-8"), write("notes.txt", "caf\xe9 au lait".encode("latin-1"))),
+        Case("index/missing-file", "index nope.txt --out ix", ERROR, ("nope.txt",)),
+        Case("index/no-text-column", "index rows.jsonl --out ix", ERROR, ("text", "body"), write("rows.jsonl", '{"body": "Bluebell is a tank engine."}\n')),
+        Case(
+            "index/append-other-model",
+            "index more.txt --out ix --append --embedding-model minilm",
+            ERROR,
+            ("embedding model",),
+            chain(write("one.txt", CTX1), write("more.txt", CTX2), _built_index("one.txt", "ix")),
+            why="an index built without embeddings, appended with a model",
+        ),
+        Case("ask/index-not-an-index", ASK.split(" --context")[0] + " --index notix", ERROR, ("notix", "not a spanqa index"), not_index),
+        Case("evaluate/index-not-an-index", "evaluate -m {tiny} -d {good} -o e --index notix", ERROR, ("not a spanqa index",), not_index),
+        Case("serve/index-not-an-index", "serve {tiny} --port {port} --index notix", ERROR, ("not a spanqa index",), chain(not_index, free_port), timeout=60),
+        Case(
+            "predict/ray-into-file",
+            "predict {tiny} {good} -o blocker --engine ray",
+            ERROR,
+            ("blocker", "folder"),
+            write("blocker", "a file\n"),
+            keep=("blocker",),
+        ),
+        Case("predict/ray-with-shard", "predict {tiny} {good} -o out --engine ray --shard 0/2", ERROR, ("--shard",)),
+        Case("predict/unknown-engine", "predict {tiny} {good} -o out --engine spark", ERROR, ("spark",)),
+        Case("report/missing-run", "report nope", ERROR, ("nope",)),
+        Case("report/not-a-run", "report empty", ERROR, ("empty",), folder("empty")),
+    ]
+
+
+def _built_index(source: str, out: str) -> Setup:
+    def setup(ctx: Ctx, here: Path, state: dict[str, Any]) -> None:
+        subprocess.run([*SPANQA, "index", source, "--out", out], cwd=here, check=True, capture_output=True, timeout=120)
+
+    return setup
+
+
+CASES: list[Case] = (
+    _data_cases() + _score_cases() + _option_cases() + _model_cases() + _output_cases() + _replace_cases() + _collection_cases()
+)
 
 # Quick ones (no model, no training) that the normal test suite runs.
 SAMPLE = [

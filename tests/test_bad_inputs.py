@@ -1,6 +1,6 @@
 """bench/bad_inputs.py: its case table, its classifier, and a few quick cases run as part of the normal suite.
 
-The whole table (150 commands, a few minutes on two cores) runs with ``python bench/bad_inputs.py``;
+The whole table (163 commands, a few minutes on two cores) runs with ``python bench/bad_inputs.py``;
 the project has no slow-test marker, so only the quick sample below runs here.
 """
 
@@ -10,7 +10,7 @@ import bad_inputs  # bench/ is on sys.path (tests/conftest.py)
 import pytest
 from bad_inputs import CASES, CLEAN, EITHER, ERROR, OK, SAMPLE, SKIPPED, TRACEBACK, WRONG, Case, Run
 
-COMMANDS = ("score", "evaluate", "data check", "data convert", "data split", "train", "ask", "predict", "export", "serve")
+COMMANDS = ("score", "evaluate", "data check", "data convert", "data split", "train", "ask", "predict", "export", "serve", "index", "report")
 
 
 def test_the_table_has_60_cases_or_more_with_unique_names():
