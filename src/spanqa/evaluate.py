@@ -346,8 +346,8 @@ def evaluate(
     tune_threshold = tune_threshold or save_threshold
     save = save or save_threshold
     save_folder = _threshold_folder(model) if save else None
-    if index is not None and not isinstance(index, Index):
-        index = Index.load(index)  # before the model loads: a wrong folder fails fast
+    if index is not None:
+        index = Index.open(index)  # before the model loads: a wrong folder fails fast
     dataset = data if isinstance(data, QADataset) else load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split)
     v2 = dataset.version_2 if version_2 is None else version_2
     if tune_threshold and not v2:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -362,6 +363,15 @@ class Index:
         if embeddings is not None and embeddings.shape[0] != len(passages):
             raise DataError(f"{folder}: {EMBEDDINGS} holds {embeddings.shape[0]} rows for {len(passages)} passages; rebuild the index")
         return cls(folder, passages, manifest, bm25, embeddings)
+
+    @classmethod
+    def open(cls, index: Index | str | os.PathLike[str]) -> Index:
+        """``index`` itself when loaded already, else the index in that folder (see :meth:`load`).
+
+        Args:
+            index: A loaded index or its folder.
+        """
+        return index if isinstance(index, Index) else cls.load(Path(index))
 
     @property
     def methods(self) -> tuple[str, ...]:

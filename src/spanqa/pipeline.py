@@ -154,7 +154,7 @@ class QuestionAnsweringPipeline:
         from .index import Index
 
         # The index first: a wrong folder fails before the model loads.
-        self.index = index if index is None or isinstance(index, Index) else Index.load(index)
+        self.index = None if index is None else Index.open(index)
         if isinstance(passages, bool) or not isinstance(passages, int) or passages < 1:
             raise ConfigError(f"passages must be a positive integer, got {passages!r}")
         self.passages = passages

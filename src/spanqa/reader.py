@@ -335,8 +335,7 @@ class Reader:
         """
         from .index import Index, answer_from_index
 
-        loaded = index if isinstance(index, Index) else Index.load(index)
-        return answer_from_index(self, loaded, question, top_k=top_k, passages=passages, **settings)
+        return answer_from_index(self, Index.open(index), question, top_k=top_k, passages=passages, **settings)
 
     def answer_batch(
         self,

@@ -1381,8 +1381,8 @@ def run_server(
     except ImportError as err:  # pragma: no cover - depends on the installed extras
         raise MissingDependencyError(f"serving needs uvicorn: pip install 'spanqa[serve]' ({err})") from err
     settings = settings or serve_settings()
-    if index is not None and not isinstance(index, Index):
-        index = Index.load(os.fspath(index))  # before the model: a wrong folder fails in a moment, not after a model load
+    if index is not None:
+        index = Index.open(index)  # before the model: a wrong folder fails in a moment, not after a model load
         logger.info("index %s: %d passages of %d documents", index.folder, len(index.passages), index.manifest.get("documents", 0))
     started = time.perf_counter()
     options: dict[str, Any] = {} if backend == "auto" else {"backend": backend}  # "auto" is the reader's default
