@@ -21,7 +21,7 @@ from .errors import ConfigError, OutputError
 from .io import atomic_open, check_new_file, output_error, read_json, write_json
 from .reader import QARequest, Reader, ReaderResult, _progress, check_answer_limits
 
-__all__ = ["predict_file", "partial_paths", "check_output", "parse_shard", "shard_range", "prediction_line"]
+__all__ = ["predict_file", "partial_paths", "check_output", "parse_shard", "shard_range", "prediction_line", "answer_lines"]
 
 
 def partial_paths(out: str | Path) -> tuple[Path, Path]:
@@ -200,8 +200,20 @@ def _answered_chunks(
     """From question ``start`` on, each chunk's JSON lines (one per question) and its number of questions."""
     for lo in range(start, len(examples), chunk_size):
         chunk = examples[lo : lo + chunk_size]
-        results = reader.answer_batch([QARequest(ex.question, ex.context, id=ex.id, **ask) for ex in chunk])
-        yield "".join(prediction_line(result) + "\n" for result in results), len(chunk)
+        yield "".join(line + "\n" for line in answer_lines(reader, [(ex.id, ex.question, ex.context) for ex in chunk], ask)), len(chunk)
+
+
+def answer_lines(reader: Reader, questions: Sequence[tuple[str, str, str]], ask: Mapping[str, Any]) -> list[str]:
+    """Answer one chunk of questions in one shared pass: their output lines, in order (the local and
+    the Ray engine both answer through here, so equal chunks give equal lines).
+
+    Args:
+        reader: The loaded model.
+        questions: ``(id, question, context)`` triples.
+        ask: :class:`~spanqa.reader.QARequest` settings (``top_k``, ``max_answer_length``, ``handle_impossible``, ``score_threshold``).
+    """
+    results = reader.answer_batch([QARequest(question, context, id=qid, **ask) for qid, question, context in questions])
+    return [prediction_line(result) for result in results]
 
 
 def prediction_line(result: ReaderResult) -> str:

@@ -25,8 +25,8 @@ from .backends import BackendName, Precision
 from .data import ColumnMapping, MismatchPolicy, load_examples
 from .errors import ConfigError, SpanQAError
 from .io import atomic_folder
-from .predict import prediction_line
-from .reader import QARequest, Reader, check_answer_limits
+from .predict import answer_lines
+from .reader import Reader, check_answer_limits
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow
@@ -75,8 +75,7 @@ class ReaderActor:
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[str]]:
         lines: list[str] = []
         for ids, questions, contexts in zip(batch["ids"], batch["questions"], batch["contexts"]):
-            requests = [QARequest(q, c, id=i, **self.ask) for i, q, c in zip(ids, questions, contexts)]
-            lines.extend(prediction_line(result) for result in self.reader.answer_batch(requests))
+            lines.extend(answer_lines(self.reader, list(zip(ids, questions, contexts)), self.ask))
         return {"line": lines}
 
 
