@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
@@ -46,15 +48,46 @@ def _corpus() -> list[str]:
     return texts
 
 
+def _bpe_pieces(normalizer, pre_tokenizer, vocab_size: int, continuation: str) -> tuple[list[str], Counter[str]]:
+    """The corpus's characters, and the pieces a BPE trained on it splits its words into, with counts.
+
+    The WordPiece and Unigram trainers of tokenizers are not reproducible (WordPiece breaks ties
+    between merges in hash-map order, Unigram sums its scores in parallel), so each process got
+    another vocabulary, another random model from the same seed, and tests on that model's
+    near-tied scores passed or failed by chance. Plain BPE training is reproducible: its pieces,
+    a word's first piece as is and later ones marked with ``continuation``, make both vocabularies.
+    """
+    from tokenizers import Tokenizer, models, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer, bpe.pre_tokenizer = normalizer, pre_tokenizer
+    bpe.train_from_iterator(_corpus(), trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False))
+    words = Counter(word for text in _corpus() for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    pieces: Counter[str] = Counter()
+    for word, count in words.items():
+        for i, piece in enumerate(bpe.model.tokenize(word)):
+            pieces[piece.value if i == 0 else continuation + piece.value] += count
+    return sorted({c for word in words for c in word}), pieces
+
+
+def _most_frequent(pieces: Counter[str], taken: list[str], size: int) -> list[str]:
+    """``taken``, then the most frequent other pieces (ties alphabetically) up to ``size`` in all."""
+    seen = set(taken)
+    ranked = sorted((piece for piece in pieces if piece not in seen), key=lambda piece: (-pieces[piece], piece))
+    return taken + ranked[: max(0, size - len(taken))]
+
+
 def build_wordpiece(vocab_size: int = 1000):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    chars, pieces = _bpe_pieces(normalizer, pre_tokenizer, vocab_size, continuation="##")
+    vocab = _most_frequent(pieces, SPECIALS_BERT + chars + ["##" + c for c in chars], vocab_size)
+    tok = Tokenizer(models.WordPiece({piece: i for i, piece in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(_corpus(), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS_BERT))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
@@ -92,7 +125,7 @@ SCRIPT_BLOCKS = [(0x20, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x600, 0x6FF), 
 
 
 def build_sentencepiece(vocab_size: int = 1000, multilingual: bool = False):
-    """A SentencePiece unigram trained on the sample data.
+    """A SentencePiece unigram built from the sample data.
 
     ``multilingual`` configures it as production multilingual SentencePiece
     models are (Llama/Gemma style): every character of the SCRIPT_BLOCKS is in
@@ -100,31 +133,33 @@ def build_sentencepiece(vocab_size: int = 1000, multilingual: bool = False):
     fused over a run of unseen characters), pieces never cross a change of
     script, and digits are split one by one.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import XLMRobertaTokenizerFast
 
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
+    normalizer = normalizers.NFKC()
     if multilingual:  # SentencePiece's split_by_unicode_script and split_digits
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.UnicodeScripts(),
             pre_tokenizers.Digits(individual_digits=True),
             pre_tokenizers.Metaspace(prepend_scheme="first"),
         ])
     else:
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        pre_tokenizer = pre_tokenizers.Metaspace()
+    # Pieces, and their frequencies as unigram log-probabilities, from a BPE (see _bpe_pieces):
+    # words arrive from the Metaspace pre-tokenizer already marked with "▁", so no continuation mark.
+    chars, pieces = _bpe_pieces(normalizer, pre_tokenizer, vocab_size, continuation="")
+    alphabet = sorted(set(chars) | {chr(c) for lo, hi in SCRIPT_BLOCKS for c in range(lo, hi + 1)}) if multilingual else chars
+    vocab = _most_frequent(pieces, alphabet, vocab_size - len(SPECIALS_ROBERTA) + len(alphabet) - len(chars))
+    total = sum(pieces.values())
+    scored = [(piece, math.log(max(pieces[piece], 0.5) / total)) for piece in vocab]
+    if multilingual:  # anything outside the alphabet falls back to bytes
+        scored += [(f"<0x{b:02X}>", -100.0) for b in range(256)]
+    model = models.Unigram([(piece, 0.0) for piece in SPECIALS_ROBERTA] + scored, unk_id=SPECIALS_ROBERTA.index("<unk>"), byte_fallback=multilingual)
+    tok = Tokenizer(model)
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.decoder = decoders.Metaspace()
-    alphabet = [chr(c) for lo, hi in SCRIPT_BLOCKS for c in range(lo, hi + 1)] if multilingual else []
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size + len(alphabet), special_tokens=SPECIALS_ROBERTA, unk_token="<unk>", initial_alphabet=alphabet
-    )
-    tok.train_from_iterator(_corpus(), trainer)
-    if multilingual:
-        spec = json.loads(tok.to_str())
-        known = {piece for piece, _ in spec["model"]["vocab"]}
-        spec["model"]["vocab"] += [[f"<0x{b:02X}>", -100.0] for b in range(256) if f"<0x{b:02X}>" not in known]
-        spec["model"]["byte_fallback"] = True
-        tok = Tokenizer.from_str(json.dumps(spec))
+    tok.add_special_tokens(SPECIALS_ROBERTA)
     bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]

@@ -106,9 +106,11 @@ def test_top_k_lists_never_hold_overlapping_answers(tiny_bert_dir, threshold):
 
 
 def test_score_threshold_drops_answers_and_abstains_when_none_is_left(tiny_bert_dir):
-    reader = Reader.from_pretrained(tiny_bert_dir, device="cpu")
+    # Overlapping answers allowed, so a random model's list is full whatever its near-tied logits
+    # (with the overlap rule on, how many distinct answers survive depends on the CPU's rounding).
+    reader = Reader.from_pretrained(tiny_bert_dir, device="cpu", overlap_threshold=1.0)
     full = reader("Where did they play?", CONTEXT, top_k=10)
-    assert len(full.answers) >= 3
+    assert len(full.answers) == 10
     cut = full.answers[2].score
     kept = reader.answer_batch([QARequest("Where did they play?", CONTEXT, top_k=10, score_threshold=cut)])[0]
     assert [a.text for a in kept.answers] == [a.text for a in full.answers if a.score >= cut]
