@@ -63,6 +63,28 @@ def test_end_to_end_scores_match_the_reader_over_retrieved_passages(squad_file: 
     assert result.method == "bm25" and result.questions == 3 and 0.0 <= result.end_to_end["f1"] <= 100.0
 
 
+def test_evaluation_searches_each_question_once_per_method_and_reads_what_ask_reads(
+    squad_file: Path, tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spanqa.index import Index, answer_from_index
+
+    examples = load_examples(squad_file).examples
+    index = build_index([squad_file], tmp_path / "ix")
+    reader = Reader.from_pretrained(str(tiny_bert_dir), device="cpu")
+    asked = {ex.id: answer_from_index(reader, index, ex.question, passages=2, handle_impossible=False) for ex in examples}
+    searches: list[tuple[str, int, str | None]] = []
+    search = Index.search
+
+    def counted(self: Index, question: str, k: int = 10, method: str | None = None):  # type: ignore[no-untyped-def]
+        searches.append((question, k, method))
+        return search(self, question, k, method)
+
+    monkeypatch.setattr(Index, "search", counted)
+    result = evaluate_open_domain(reader, index, examples, passages=2, ks=(1, 3))
+    assert sorted(searches) == sorted((ex.question, 3, "bm25") for ex in examples)  # recall's search, reused for reading
+    assert result.predictions == {qid: found.answer.text if found.answer else "" for qid, found in asked.items()}
+
+
 def test_evaluate_index_cli(squad_file: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
     assert runner.invoke(app, ["index", str(squad_file), "--out", str(tmp_path / "ix")]).exit_code == 0
     out = tmp_path / "eval"

@@ -579,7 +579,9 @@ def _write(out: Path, passages: list[Passage], embeddings: np.ndarray | None, ma
 # --------------------------------------------------------------------------- answering
 
 
-def index_request(index: Index, question: str, top_k: int = 1, passages: int = 10, **kwargs: Any) -> tuple[QARequest, list[Hit]]:
+def index_request(
+    index: Index, question: str, top_k: int = 1, passages: int = 10, hits: Sequence[Hit] | None = None, **kwargs: Any
+) -> tuple[QARequest, list[Hit]]:
     """Retrieve passages for ``question``: the reader's request over them, and the hits.
 
     Args:
@@ -587,11 +589,13 @@ def index_request(index: Index, question: str, top_k: int = 1, passages: int = 1
         question: The question.
         top_k: How many answers to return.
         passages: How many retrieved passages the reader reads.
+        hits: Passages already retrieved for ``question`` (best first; the first ``passages`` are
+            read), instead of searching again.
         **kwargs: Other :class:`~spanqa.reader.QARequest` fields (``max_answer_length``, ``handle_impossible``, ``score_threshold``, ``id``).
     """
     from .reader import QARequest
 
-    hits = index.search(question, passages)
+    hits = index.search(question, passages) if hits is None else list(hits[:passages])
     return QARequest(question, documents=[hit.passage.text for hit in hits], top_k=top_k, **kwargs), hits
 
 
@@ -628,7 +632,13 @@ def answer_from_index(reader: Reader, index: Index, question: str, top_k: int = 
 
 
 def answer_questions_from_index(
-    reader: Reader, index: Index, questions: Sequence[str], top_k: int = 1, passages: int = 10, **kwargs: Any
+    reader: Reader,
+    index: Index,
+    questions: Sequence[str],
+    top_k: int = 1,
+    passages: int = 10,
+    hits: Sequence[Sequence[Hit]] | None = None,
+    **kwargs: Any,
 ) -> list[IndexAnswer]:
     """:func:`answer_from_index` for many questions, read in shared forward passes.
 
@@ -638,9 +648,14 @@ def answer_questions_from_index(
         questions: The questions.
         top_k: How many answers to return per question.
         passages: How many retrieved passages the reader reads per question.
+        hits: Each question's passages, already retrieved (see :func:`index_request`).
         **kwargs: :class:`~spanqa.reader.QARequest` settings.
     """
-    retrieved = [index_request(index, question, top_k, passages, **kwargs) for question in questions]
+    if hits is not None and len(hits) != len(questions):
+        raise ValueError(f"{len(hits)} lists of hits for {len(questions)} questions")
+    retrieved = [
+        index_request(index, question, top_k, passages, None if hits is None else hits[i], **kwargs) for i, question in enumerate(questions)
+    ]
     results = reader.answer_batch([request for request, _ in retrieved])
     return [
         IndexAnswer(question, sourced_answers(result, hits), hits, result)

@@ -81,14 +81,25 @@ def retrieval_recall(
         ks: The cut-offs.
         lang: Answer normalisation for ``answer_recall``.
     """
-    answerable = [ex for ex in examples if ex.answers]
     methods = index.methods if methods is None else methods
+    return _recall(examples, _search(index, examples, methods, max(ks)), ks, lang)
+
+
+def _search(index: Index, examples: Sequence[QAExample], methods: Sequence[str], depth: int) -> dict[str, list[list[Hit]]]:
+    """Each question's first ``depth`` passages, per method (a stable ranking, so any shorter
+    search returns the head of these)."""
+    return {method: [index.search(ex.question, depth, method=method) for ex in examples] for method in methods}
+
+
+def _recall(examples: Sequence[QAExample], searched: dict[str, list[list[Hit]]], ks: Sequence[int], lang: str) -> dict[str, dict[str, float]]:
+    """Recall@k per method from each question's retrieved passages (``searched[method][i]`` for ``examples[i]``)."""
+    answerable = [i for i, ex in enumerate(examples) if ex.answers]
     depth = max(ks)
     out: dict[str, dict[str, float]] = {}
-    for method in methods:
+    for method, found in searched.items():
         gold_ranks, answer_ranks = [], []
-        for ex in answerable:
-            hits = index.search(ex.question, depth, method=method)
+        for i in answerable:
+            ex, hits = examples[i], found[i][:depth]
             gold_ranks.append(next((r for r, hit in enumerate(hits) if is_gold_passage(ex, hit)), depth))
             answer_ranks.append(next((r for r, hit in enumerate(hits) if _holds_answer(ex, hit, lang)), depth))
         total = max(len(answerable), 1)
@@ -122,8 +133,15 @@ def evaluate_open_domain(
     """
     from .index import answer_questions_from_index
 
-    recall = retrieval_recall(index, examples, methods, ks, lang)
-    found = answer_questions_from_index(reader, index, [ex.question for ex in examples], passages=passages, handle_impossible=version_2)
+    methods = index.methods if methods is None else methods
+    # One search per question and method, deep enough for both: recall reads its head to max(ks),
+    # the reader its first `passages` of the default method's (searching again would double the
+    # question encodings of dense and fused retrieval).
+    searched = _search(index, examples, sorted({*methods, index.default_method}), max(*ks, passages))
+    recall = _recall(examples, {method: searched[method] for method in methods}, ks, lang)
+    found = answer_questions_from_index(
+        reader, index, [ex.question for ex in examples], passages=passages, hits=searched[index.default_method], handle_impossible=version_2
+    )
     predictions = {ex.id: answer.answer.text if answer.answer else "" for ex, answer in zip(examples, found)}
     end_to_end = dict(score_predictions(examples, predictions, version_2=version_2, lang=lang).metrics)
     return OpenDomainResult(recall, end_to_end, index.default_method, passages, len(examples), predictions)
