@@ -216,27 +216,21 @@ class QuestionAnsweringPipeline:
 
     def _from_index(self, index: Index, kwargs: dict[str, Any]) -> dict[str, Any] | list[Any]:
         """Questions without a context, answered from the passages the index retrieves for each."""
-        from .index import index_request, sourced_answers
+        from .index import answer_questions_from_index
 
         question = kwargs.pop("question")
         questions = [_text(question, "question")] if isinstance(question, str) else _texts(question, "question")
         settings = {**self._defaults, **self._arguments(kwargs)}
-        reader = self._configured_reader(settings)
-        retrieved = [
-            index_request(
-                index,
-                q,
-                settings["top_k"],
-                self.passages,
-                max_answer_length=settings["max_answer_len"],
-                handle_impossible=settings["handle_impossible_answer"],
-            )
-            for q in questions
-        ]
-        results = [
-            _answers(result, settings["top_k"], settings["handle_impossible_answer"], sourced_answers(result, hits))
-            for result, (_, hits) in zip(reader.answer_batch([request for request, _ in retrieved]), retrieved)
-        ]
+        found = answer_questions_from_index(
+            self._configured_reader(settings),
+            index,
+            questions,
+            settings["top_k"],
+            self.passages,
+            max_answer_length=settings["max_answer_len"],
+            handle_impossible=settings["handle_impossible_answer"],
+        )
+        results = [_answers(each.result, settings["top_k"], settings["handle_impossible_answer"], each.answers) for each in found]
         return results[0] if isinstance(question, str) else results
 
     def _arguments(self, given: Mapping[str, Any]) -> dict[str, Any]:
