@@ -505,34 +505,32 @@ def predict(
     output_format: str = typer.Option("jsonl", "--format", help="With --engine ray: jsonl (the lines of the local engine) or parquet."),
 ) -> None:
     """Answer every question of a data file; JSONL out, streamed, with a progress bar; resumable; or on Ray (--engine ray)."""
+    from .errors import ConfigError
     from .predict import check_output, parse_shard, predict_file
     from .reader import Reader
 
     if engine not in ("local", "ray"):
-        from .errors import ConfigError
-
         raise ConfigError(f"unknown engine {engine!r}; use local or ray")
+    # What both engines ask every question with, and how they read the data and treat OUT.
+    asked: dict[str, Any] = dict(
+        columns=_columns(columns, None), top_k=top_k, max_answer_length=max_answer_length, handle_impossible=handle_impossible,
+        score_threshold=score_threshold, overwrite=overwrite,
+    )
     if engine == "ray":
-        from .errors import ConfigError
         from .ray_predict import predict_with_ray
 
         if shard is not None or resume:
             raise ConfigError("--shard and --resume are for the local engine; Ray splits and retries the work itself")
         count = predict_with_ray(
-            model, data, out, columns=_columns(columns, None), top_k=top_k, max_answer_length=max_answer_length,
-            handle_impossible=handle_impossible, score_threshold=score_threshold, num_actors=num_actors, batch_size=questions_per_batch,
-            window_batch_size=batch_size, device=device, backend=backend, dtype=dtype, output_format=output_format,  # type: ignore[arg-type]
-            overwrite=overwrite,
+            model, data, out, **asked, num_actors=num_actors, batch_size=questions_per_batch, window_batch_size=batch_size,
+            device=device, backend=backend, dtype=dtype, output_format=output_format,  # type: ignore[arg-type]  # checked there
         )
         typer.echo(f"wrote {count} predictions to {out}/")
         return
     part = parse_shard(shard) if shard is not None else None
     check_output(out, resume=resume, overwrite=overwrite)  # before the model loads
     reader = Reader.from_pretrained(model, device=device, batch_size=batch_size, backend=backend, dtype=dtype)  # type: ignore[arg-type]  # checked there
-    count = predict_file(
-        reader, data, out, columns=_columns(columns, None), top_k=top_k, max_answer_length=max_answer_length,
-        handle_impossible=handle_impossible, score_threshold=score_threshold, shard=part, progress=True, resume=resume, overwrite=overwrite,
-    )
+    count = predict_file(reader, data, out, **asked, shard=part, progress=True, resume=resume)
     typer.echo(f"wrote {count} predictions to {out}")
 
 

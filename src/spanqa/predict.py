@@ -21,7 +21,7 @@ from .errors import ConfigError, OutputError
 from .io import atomic_open, check_new_file, output_error, read_json, write_json
 from .reader import QARequest, Reader, ReaderResult, _progress, check_answer_limits
 
-__all__ = ["predict_file", "partial_paths", "check_output", "parse_shard", "shard_range", "prediction_line", "answer_lines"]
+__all__ = ["predict_file", "partial_paths", "check_output", "parse_shard", "shard_range", "prediction_line", "answer_lines", "answer_settings"]
 
 
 def partial_paths(out: str | Path) -> tuple[Path, Path]:
@@ -82,8 +82,7 @@ def predict_file(
     out = Path(out)
     partial, settings_file = partial_paths(out)
     check_output(out, resume=resume, overwrite=overwrite)
-    check_answer_limits(top_k, max_answer_length)
-    ask = {"top_k": top_k, "max_answer_length": max_answer_length, "handle_impossible": handle_impossible, "score_threshold": score_threshold}
+    ask = answer_settings(top_k, max_answer_length, handle_impossible, score_threshold)
     dataset = load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split, require_answers=False)
     examples = dataset.examples
     if shard is not None:
@@ -201,6 +200,20 @@ def _answered_chunks(
     for lo in range(start, len(examples), chunk_size):
         chunk = examples[lo : lo + chunk_size]
         yield "".join(line + "\n" for line in answer_lines(reader, [(ex.id, ex.question, ex.context) for ex in chunk], ask)), len(chunk)
+
+
+def answer_settings(top_k: int, max_answer_length: int | None, handle_impossible: bool | None, score_threshold: float | None) -> dict[str, Any]:
+    """The :class:`~spanqa.reader.QARequest` settings every question of a prediction run is asked with
+    (what :func:`answer_lines` takes as ``ask``), the answer limits checked before anything loads.
+
+    Args:
+        top_k: Answers kept per question.
+        max_answer_length: Longest answer in tokens; None: the model's.
+        handle_impossible: Allow "no answer"; None: as the model was trained.
+        score_threshold: Drop answers scoring below this; None: the model's.
+    """
+    check_answer_limits(top_k, max_answer_length)
+    return {"top_k": top_k, "max_answer_length": max_answer_length, "handle_impossible": handle_impossible, "score_threshold": score_threshold}
 
 
 def answer_lines(reader: Reader, questions: Sequence[tuple[str, str, str]], ask: Mapping[str, Any]) -> list[str]:

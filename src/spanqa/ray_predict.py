@@ -25,8 +25,8 @@ from .backends import BackendName, Precision
 from .data import ColumnMapping, MismatchPolicy, load_examples
 from .errors import ConfigError, SpanQAError
 from .io import atomic_folder
-from .predict import answer_lines
-from .reader import Reader, check_answer_limits
+from .predict import answer_lines, answer_settings
+from .reader import Reader
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow
@@ -198,7 +198,7 @@ def predict_with_ray(
         raise ConfigError(f"--num-actors and --batch-size must be positive, got {num_actors} and {batch_size}")
     if output_format not in ("jsonl", "parquet"):
         raise ConfigError(f"unknown output format {output_format!r}; use jsonl or parquet")
-    check_answer_limits(top_k, max_answer_length)
+    ask = answer_settings(top_k, max_answer_length, handle_impossible, score_threshold)
     _check_out(out, overwrite)
     ray = _ray()
     examples = load_examples(data, columns=columns, on_mismatch=on_mismatch, split=split, require_answers=False).examples
@@ -219,7 +219,6 @@ def predict_with_ray(
         use_gpu = device.startswith("cuda") if device else gpus > 0
         cpus = 1 if use_gpu else _cpus_per_actor(ray, num_actors)
         reader_options = {"device": device or ("cuda" if use_gpu else "cpu"), "batch_size": window_batch_size, "backend": backend, "dtype": dtype}
-        ask = {"top_k": top_k, "max_answer_length": max_answer_length, "handle_impossible": handle_impossible, "score_threshold": score_threshold}
         logger.info(
             "answering %d questions in %d chunks with %d actors (%d CPUs%s each)", len(examples), len(chunks), num_actors, cpus, ", 1 GPU" if use_gpu else ""
         )
