@@ -59,10 +59,11 @@ def _bpe_pieces(normalizer, pre_tokenizer, vocab_size: int, continuation: str) -
     """
     from tokenizers import Tokenizer, models, trainers
 
+    corpus = _corpus()
     bpe = Tokenizer(models.BPE())
     bpe.normalizer, bpe.pre_tokenizer = normalizer, pre_tokenizer
-    bpe.train_from_iterator(_corpus(), trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False))
-    words = Counter(word for text in _corpus() for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False))
+    words = Counter(word for text in corpus for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
     pieces: Counter[str] = Counter()
     for word, count in words.items():
         for i, piece in enumerate(bpe.model.tokenize(word)):
