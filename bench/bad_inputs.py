@@ -3,7 +3,7 @@
 
 Each case builds its own bad input in a temporary folder (data files, options, model
 folders, output paths, earlier work that must not be replaced), runs one command as a
-subprocess (``python -m spanqa.cli ...``, at most two at a time, each with a timeout) and
+subprocess (``python -m spanqa ...``, at most two at a time, each with a timeout) and
 is classified:
 
 * TRACEBACK: stderr holds a Python traceback, or the process died from a signal;
@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 CLEAN, TRACEBACK, WRONG, SKIPPED = "CLEAN", "TRACEBACK", "WRONG", "SKIPPED"
 ERROR, OK, EITHER = "error", "ok", "either"  # what a case expects: exit 1 with one `error:` line, exit 0, or either of them
-SPANQA = [sys.executable, "-m", "spanqa.cli"]
+SPANQA = [sys.executable, "-m", "spanqa"]
 MAX_ERROR_CHARS = 1000  # an `error:` line longer than this dumps the input instead of naming the problem
 
 
@@ -683,6 +683,10 @@ def _option_cases() -> list[Case]:
         Case("options/evaluate-device-cuda", evaluate + " --device cuda", ERROR, ("cuda",), needs_no_cuda),
         Case("options/predict-device-cuda", predict + " --device cuda", ERROR, ("cuda",), needs_no_cuda),
         Case("options/serve-max-batch-0", serve + " --max-batch 0", ERROR, ("max_batch|max-batch",), free_port, timeout=60),
+        Case("options/serve-request-timeout-word", serve + " --request-timeout-s soon", ERROR, ("request_timeout_s|request-timeout-s",), free_port, timeout=60),
+        Case("options/serve-max-bach-typo", serve + " --max-bach 3", ERROR, ("max-bach",), free_port, timeout=60),
+        Case("options/serve-dtype-fp17", serve + " --dtype fp17", ERROR, ("fp17",), free_port, timeout=60),
+        Case("options/serve-batch-size-0", serve + " --batch-size 0", ERROR, ("batch",), free_port, timeout=60),
         Case("options/serve-port-70000", "serve {tiny} --port 70000", ERROR, ("port|70000",), timeout=60),
     ]
 
@@ -982,7 +986,7 @@ def _tiny_model(folder: Path) -> Path:
     from transformers import BertConfig, BertForQuestionAnswering, BertTokenizerFast
     from transformers.utils import logging as hf_logging
 
-    from spanqa.training import sample_data_path
+    from spanqa.jobs.training import sample_data_path
 
     corpus = [CTX1, CTX2, *(q[2] for q in QUESTIONS)]
     for split in ("train", "dev"):

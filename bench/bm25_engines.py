@@ -5,7 +5,7 @@ Splits XQuAD-en's paragraphs into passages as ``spanqa index`` does, indexes the
 (English stopwords; without and with English stemming, as spanqa) and with tantivy (its ``en_stem``
 tokenizer), asks the questions
 of the held-out articles (37-48), and prints recall@1/5/20 of the gold passage
-(:func:`spanqa.opendomain.is_gold_passage`), build time and milliseconds per query.
+(:func:`spanqa.jobs.opendomain.is_gold_passage`), build time and milliseconds per query.
 Needs ``pip install tantivy`` (not a spanqa dependency).
 
     python bench/bm25_engines.py [--data ../shared/data/xquad/xquad.en.json] [--repeat 2]
@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     import Stemmer
     import tantivy
 
-    from spanqa.data import load_examples, split_by_title
-    from spanqa.index import Hit, build_index
-    from spanqa.opendomain import is_gold_passage
+    from spanqa.jobs.opendomain import is_gold_passage
+    from spanqa.reading.index import Hit, build_index
+    from spanqa.stages.data import load_examples, split_by_title
 
     dataset = load_examples(args.data)
     questions = [ex for ex in split_by_title(dataset, args.train_articles)[1].examples if ex.answers]

@@ -531,7 +531,7 @@ def run_worker(python: Path, mode: str, args: argparse.Namespace, items: list[di
 
 def our_windows(pipe: Any, examples: list[Any], args: argparse.Namespace) -> dict[str, list[Window]]:
     """spanqa's windows of ``examples`` with its logits, as its pipeline builds them for these arguments."""
-    from spanqa.data import QAExample
+    from spanqa.stages.data import QAExample
 
     reader = pipe.reader.with_settings(stride=args.doc_stride, max_length=args.max_seq_len, max_question_tokens=args.max_question_len, align_to_words=True)
     examples = [QAExample(id=ex.id, question=ex.question.strip(), context=ex.context) for ex in examples]
@@ -556,7 +556,7 @@ def our_windows(pipe: Any, examples: list[Any], args: argparse.Namespace) -> dic
 
 
 def window_counts(pipe: Any, examples: list[Any], args: argparse.Namespace) -> dict[str, int]:
-    from spanqa.data import QAExample
+    from spanqa.stages.data import QAExample
 
     reader = pipe.reader.with_settings(stride=args.doc_stride, max_length=args.max_seq_len, max_question_tokens=args.max_question_len)
     features = reader.features([QAExample(id=ex.id, question=ex.question.strip(), context=ex.context) for ex in examples])

@@ -15,7 +15,7 @@ Both decoders get the same windows and the same logit values; only decoding is t
   once over the recipe's padded windows, outside the timing.
 * Timed, best of ``--repeat``: (a) the recipe's ``reference_postprocess(..., squad_v2=False,
   drop_blank=False)``, the notebook as written: per window the top-20 starts x top-20 ends in a
-  Python double loop; (b) ``spanqa.decode.decode(..., DecodeConfig(allow_impossible=False))``,
+  Python double loop; (b) ``spanqa.stages.decode.decode(..., DecodeConfig(handle_impossible=False))``,
   an exact search over every valid span, vectorised. Both with n-best 20 and answers of at most
   30 tokens. The recipe is also timed over ``datasets.Dataset`` objects, as the notebook holds its
   examples and features after ``.map`` (each ``features[i]["offset_mapping"]`` decodes an Arrow
@@ -96,7 +96,7 @@ def model_logits(model_name: str, tokenized, batch_size: int = 32):
     import torch
     from transformers.utils import logging as hf_logging
 
-    from spanqa.models import load_qa_model
+    from spanqa.runtime.models import load_qa_model
 
     hf_logging.disable_progress_bar()
     model = load_qa_model(model_name).eval()
@@ -142,7 +142,7 @@ def rank(values, value: float) -> int:
 
 def explain(example, ref: dict[str, Any], ours, start, end, n_best: int) -> tuple[str, str]:
     """(category, one line) for a question whose predicted texts differ."""
-    from spanqa.decode import _tidy
+    from spanqa.stages.decode import _tidy
 
     r_score = float(ref["best"]["score"]) if ref["found"] else float("-inf")
     o_score = float(ours.best_score)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("spanqa").setLevel(logging.WARNING)
 
     from spanqa import DecodeConfig, WindowConfig, build_features, decode, load_examples
-    from spanqa.models import load_tokenizer
+    from spanqa.runtime.models import load_tokenizer
 
     print(machine(), flush=True)
     examples = load_examples(data).examples
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     width = features.offsets.shape[1]
     our_start, our_end = cut_to_windows(start, lengths, width), cut_to_windows(end, lengths, width)
 
-    config = DecodeConfig(allow_impossible=False)
+    config = DecodeConfig(handle_impossible=False)
     records = [{"id": ex.id, "context": ex.context} for ex in examples]
     recipe_seconds, reference = best_of(
         args.repeat,

@@ -6,7 +6,7 @@ CPU cores answers about 20 questions a second, so all 11,900 of a 10x XQuAD woul
 minutes; ``--questions 0`` uses every question); the 10x file holds the same questions ten
 times over with new ids (``{id}-r0`` ... ``{id}-r9``). Both are written to a temporary folder.
 
-Each run is the command line, ``python -m spanqa.cli evaluate --model M --data F --output-dir D``,
+Each run is the command line, ``python -m spanqa evaluate --model M --data F --output-dir D``,
 in a fresh process. Its peak resident memory is ``getrusage(RUSAGE_CHILDREN).ru_maxrss``, read by
 a small helper process that starts the run and waits for it: RUSAGE_CHILDREN is the largest peak
 over all of a process's waited-for children, so each measurement gets its own helper and the two
@@ -101,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         # Warm the file cache (Python, torch, transformers) so the first run's wall time is not a cold start.
-        subprocess.run([sys.executable, "-c", "import torch, transformers, spanqa.cli, spanqa.evaluate"], capture_output=True)
+        subprocess.run([sys.executable, "-c", "import torch, transformers, spanqa.interfaces.cli, spanqa.jobs.evaluate"], capture_output=True)
         results = {}
         for name, path, count in (("1x", one, n), (f"{COPIES}x", ten, COPIES * n)):
             output = folder / f"out-{name}"
-            command = [sys.executable, "-m", "spanqa.cli", "evaluate", "--model", args.model, "--data", str(path), "--output-dir", str(output), *options]
+            command = [sys.executable, "-m", "spanqa", "evaluate", "--model", args.model, "--data", str(path), "--output-dir", str(output), *options]
             results[name] = result = measure(command, folder / f"{name}.log")
             print(f"{name} ({count} questions): peak RSS {result['maxrss_kib'] / 1024:.1f} MiB, wall {result['seconds']:.1f} s", flush=True)
     low, high = results["1x"]["maxrss_kib"], results[f"{COPIES}x"]["maxrss_kib"]

@@ -59,7 +59,7 @@ def run_recipe(model: str, examples: list[Any], batch_size: int, max_length: int
     import torch
     from transformers import AutoModelForQuestionAnswering
 
-    from spanqa.models import load_tokenizer, resolve_model
+    from spanqa.runtime.models import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(model)
     qa_model = AutoModelForQuestionAnswering.from_pretrained(resolve_model(model)).eval()
@@ -84,7 +84,7 @@ def run_recipe(model: str, examples: list[Any], batch_size: int, max_length: int
 def run_reader(arm: str, folder: str, examples: list[Any], batch_size: int, backend: str, dtype: str | None = None) -> Result:
     """spanqa's Reader, examples to answers, on one backend (``torch-blas``: the PyTorch model as loaded)."""
     from spanqa import Reader, SpanQAConfig
-    from spanqa.models import load_qa_model, load_tokenizer, resolve_model
+    from spanqa.runtime.models import load_qa_model, load_tokenizer, resolve_model
 
     if arm == "torch-blas":
         path = resolve_model(folder)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from spanqa import SpanQAConfig, load_examples
-    from spanqa.data import split_by_title
+    from spanqa.stages.data import split_by_title
 
     print(machine(), flush=True)
     dataset = load_examples(args.data)
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             elif arm in ("torch-blas", "torch", "torch-bf16"):
                 results.append(run_reader(arm, args.model, examples, args.batch_size, "torch", "bf16" if arm == "torch-bf16" else None))
             else:
-                from spanqa.export import export_onnx
+                from spanqa.jobs.export import export_onnx
 
                 folder = export_onnx(args.model, Path(tmp) / arm, int8=arm == "onnx-int8")
                 results.append(run_reader(arm, str(folder), examples, args.batch_size, "onnx"))

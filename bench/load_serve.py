@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Bounded load test of ``spanqa`` serving, on loopback only.
 
-Starts the server (``spanqa.serve``) in a subprocess on 127.0.0.1 with a free
+Starts the server (``spanqa.interfaces.serve``) in a subprocess on 127.0.0.1 with a free
 port, runs N concurrent clients for D seconds, each posting ``/answer``
 requests in a loop (single contexts of varied length, document rankings,
 small batches, and a few deliberately invalid requests that must get 422),
@@ -88,15 +88,16 @@ def serve_only(args: argparse.Namespace) -> None:
     """Child process: bind a free loopback port, print it, serve until SIGINT/SIGTERM."""
     import uvicorn
 
-    from spanqa.reader import Reader
-    from spanqa.serve import ServeSettings, create_app
+    from spanqa.interfaces.serve import ServeSettings, create_app
+    from spanqa.reading.reader import Reader
+    from spanqa.runtime.options import LoadOptions
 
     if args.torch_threads:
         import torch
 
         torch.set_num_threads(args.torch_threads)
     settings = ServeSettings(max_wait_ms=args.max_wait_ms, max_batch_items=args.max_batch_items)
-    reader = Reader.from_pretrained(args.model, device=args.device)
+    reader = Reader.from_pretrained(args.model, LoadOptions(device=args.device))
     app = create_app(reader, settings, model_name=args.model)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    from spanqa import Reader
-    from spanqa.predict import predict_file
-    from spanqa.ray_predict import predict_with_ray
+    from spanqa import LoadOptions, Reader
+    from spanqa.jobs.predict import PredictRun, predict_file
+    from spanqa.jobs.ray_predict import RayRun, predict_with_ray
 
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,14 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(args.repeat):
             started = time.perf_counter()
             reader = Reader.from_pretrained(args.model, device="cpu")
-            total = predict_file(reader, args.data, out / "local.jsonl", overwrite=True)
+            total = predict_file(reader, args.data, out / "local.jsonl", run=PredictRun(overwrite=True))
             local_s = time.perf_counter() - started
             local = (out / "local.jsonl").read_text(encoding="utf-8")
             print(f"run {run + 1}: local engine (model load included): {total / local_s:.1f} questions/s ({local_s:.1f} s)")
             for actors in args.actors:
                 folder = out / f"ray{actors}"
                 started = time.perf_counter()
-                predict_with_ray(args.model, args.data, folder, num_actors=actors, device="cpu", overwrite=True)
+                predict_with_ray(args.model, args.data, folder, load=LoadOptions(device="cpu"), run=RayRun(num_actors=actors, overwrite=True))
                 seconds = time.perf_counter() - started
                 lines = "".join(f.read_text(encoding="utf-8") for f in sorted(folder.iterdir()))
                 print(

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spanqa.data import QADataset
+from spanqa.stages.data import QADataset
 
 if TYPE_CHECKING:  # pragma: no cover
-    from spanqa.data import QAExample
-    from spanqa.index import Index
+    from spanqa.reading.index import Index
+    from spanqa.stages.data import QAExample
 
 ROOT = Path(__file__).resolve().parents[1]
 KS = (1, 5, 20)
@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passages", type=int, default=10, help="Passages the reader reads per question (with --reader).")
     args = parser.parse_args(argv)
 
-    from spanqa.data import load_examples, split_by_title
-    from spanqa.index import build_index
-    from spanqa.opendomain import RECALL_KS, retrieval_recall
+    from spanqa.jobs.opendomain import RECALL_KS, retrieval_recall
+    from spanqa.reading.index import build_index
+    from spanqa.stages.data import load_examples, split_by_title
 
     dataset = load_examples(args.data)
     questions = [ex for ex in split_by_title(dataset, args.train_articles)[1].examples if ex.answers]
@@ -66,9 +66,9 @@ def _read(model: str, index: Index, questions: list[QAExample], passages: int) -
     import statistics
 
     from spanqa import Reader
-    from spanqa.evaluate import evaluate
-    from spanqa.index import answer_from_index
-    from spanqa.opendomain import evaluate_open_domain
+    from spanqa.jobs.evaluate import evaluate
+    from spanqa.jobs.opendomain import evaluate_open_domain
+    from spanqa.reading.indexed import answer_from_index
 
     reader = Reader.from_pretrained(model)
     gold = evaluate(reader, QADataset(questions, source="bench", version_2=False)).metrics

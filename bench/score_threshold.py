@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from spanqa import QARequest, Reader, load_examples
-    from spanqa.data import parse_columns
-    from spanqa.metrics import exact_score
+    from spanqa import AnswerOptions, QARequest, Reader, load_examples
+    from spanqa.stages.data import parse_columns
+    from spanqa.stages.metrics import exact_score
 
     print(machine(), flush=True)
     columns = parse_columns(args.columns)
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = load_examples(args.data, columns=columns)
     reader = Reader.from_pretrained(args.model)
     handle = False if args.always_answer else None
-    results = reader.answer_batch([QARequest(ex.question, ex.context, id=ex.id, handle_impossible=handle) for ex in dataset.examples])
+    results = reader.answer_batch([QARequest(ex.question, ex.context, options=AnswerOptions(handle_impossible=handle), id=ex.id) for ex in dataset.examples])
     rows = []
     for ex, result in zip(dataset.examples, results):
         answer = result.answer

@@ -58,7 +58,7 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    from spanqa.devices import cpu_has_fast_bf16
+    from spanqa.runtime.devices import cpu_has_fast_bf16
 
     lines = [
         f"CPU: {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}, "
@@ -99,7 +99,7 @@ def data_file(given: Path | None) -> Path:
 
 def xquad_split(workdir: Path) -> tuple[Path, Path]:
     """XQuAD-en articles 1-36 (train) and 37-48 (eval), the README's split."""
-    from spanqa.data import load_examples, save_examples, split_by_title
+    from spanqa.stages.data import load_examples, save_examples, split_by_title
 
     if not XQUAD_EN.exists():
         raise SystemExit(f"error: {XQUAD_EN} not found; give --train and --eval")
@@ -114,7 +114,7 @@ def base_size_model(workdir: Path, seed: int) -> Path:
     import torch
     from transformers import BertConfig, BertForQuestionAnswering
 
-    from spanqa.models import load_tokenizer
+    from spanqa.runtime.models import load_tokenizer
 
     tokenizer = load_tokenizer("minilm")
     torch.manual_seed(seed)
@@ -159,7 +159,7 @@ def run_recipe(model: str, train_file: Path, eval_file: Path, args: argparse.Nam
     import torch
     from transformers import AutoModelForQuestionAnswering, Trainer, TrainingArguments, default_data_collator, set_seed
 
-    from spanqa.models import load_tokenizer, resolve_model
+    from spanqa.runtime.models import load_tokenizer, resolve_model
 
     path = resolve_model(model)
     tokenizer = load_tokenizer(model)
@@ -216,7 +216,7 @@ def run_recipe(model: str, train_file: Path, eval_file: Path, args: argparse.Nam
 def run_spanqa(name: str, model: str, train_file: Path, eval_file: Path, args: argparse.Namespace, workdir: Path) -> Arm:
     """``spanqa train`` with its defaults plus the shared settings; evaluation only after the timed training."""
     from spanqa import build_features, load_examples, train
-    from spanqa.models import load_tokenizer
+    from spanqa.runtime.models import load_tokenizer
 
     settings: dict[str, Any] = {
         "output_dir": str(workdir / f"spanqa-{name}"),

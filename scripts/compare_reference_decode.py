@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
 
-    from spanqa.evaluate import evaluate
-    from spanqa.models import resolve_model
+    from spanqa.jobs.evaluate import evaluate
+    from spanqa.runtime.models import resolve_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from spanqa import Reader, load_examples
-from spanqa.metrics import normalize_answer
+from spanqa.stages.metrics import normalize_answer
 
 XQUAD_EN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "xquad" / "xquad.en.json"
 
@@ -60,7 +60,7 @@ def main() -> int:
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as handle:
             handle.write(document)
         out = subprocess.run(
-            [sys.executable, "-m", "spanqa.cli", "ask", args.model, ex.question, "--context-file", handle.name, "--json", "--always-answer"],
+            [sys.executable, "-m", "spanqa.interfaces.cli", "ask", args.model, ex.question, "--context-file", handle.name, "--json", "--always-answer"],
             capture_output=True, text=True, check=True,
         ).stdout
         answer = json.loads(out[out.index("{"):])

@@ -220,6 +220,15 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def reader(tiny_bert_dir):
+    """A :class:`~spanqa.Reader` over the tiny random BERT on the CPU, loaded once for the session
+    (tests that need other settings take ``reader.with_settings(...)``, which shares the model)."""
+    from spanqa import Reader
+
+    return Reader.from_pretrained(tiny_bert_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
 def tiny_roberta_dir(tmp_path_factory) -> Path:
     return _tiny_model_dir(tmp_path_factory.mktemp("models"), "roberta", build_byte_bpe())
 

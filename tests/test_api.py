@@ -22,7 +22,7 @@ def test_package_is_typed_and_ships_sample_data():
 
 
 def test_import_does_not_load_transformers_or_torch():
-    """`spanqa --help` and `python -m spanqa.cli` start fast; heavy libraries load when a command needs them."""
-    code = "import sys, spanqa, spanqa.cli; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    """`spanqa --help` and `python -m spanqa` start fast; heavy libraries load when a command needs them."""
+    code = "import sys, spanqa, spanqa.interfaces.cli; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

@@ -17,8 +17,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test n
 
 from live import CHROMIUM, NO_CHROMIUM, chromium, serving  # noqa: E402
 
-from spanqa.reader import Reader  # noqa: E402
-from spanqa.serve import ServeSettings, create_app  # noqa: E402
+from spanqa.interfaces.serve import ServeSettings, create_app  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=NO_CHROMIUM)
 
@@ -32,9 +31,8 @@ QUESTION = "When was the railway built?"
 
 
 @pytest.fixture(scope="module")
-def server(tiny_bert_dir):
+def server(reader):
     """The real app under uvicorn on a free loopback port, in a background thread."""
-    reader = Reader.from_pretrained(tiny_bert_dir)
     with serving(create_app(reader, ServeSettings(max_context_chars=5000))) as url:
         yield url
 

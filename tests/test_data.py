@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from conftest import SUBJQA, XQUAD, needs_shared, sample_path
 
-from spanqa.data import (
+from spanqa.core.errors import ConfigError, DataError
+from spanqa.stages.data import (
     Answer,
     ColumnMapping,
     QAExample,
@@ -23,9 +24,8 @@ from spanqa.data import (
     split_by_title,
     to_squad,
 )
-from spanqa.datacheck import summarize
-from spanqa.errors import ConfigError, DataError
-from spanqa.features import WindowConfig, build_features
+from spanqa.stages.datacheck import summarize
+from spanqa.stages.features import WindowConfig, build_features
 
 SUBJQA_MAPPING = {
     "context": "review",

@@ -11,8 +11,8 @@ import pytest
 from conftest import SUBJQA, XQUAD, needs_shared
 from typer.testing import CliRunner
 
-from spanqa.cli import app
-from spanqa.data import Answer, load_examples
+from spanqa.interfaces.cli import app
+from spanqa.stages.data import Answer, load_examples
 
 SUBJQA_TRAIN = SUBJQA / "electronics" / "train.csv"
 SUBJQA_COLUMNS = "context=review,answer_text=human_ans_spans,answer_start=human_ans_indices"
@@ -236,7 +236,7 @@ def _mapping_dict() -> dict[str, str]:
 
 @needs_shared(XQUAD)
 def test_data_split_by_article_keeps_paragraphs_apart(tmp_path):
-    from spanqa.data import load_examples
+    from spanqa.stages.data import load_examples
 
     head, tail = tmp_path / "train.json", tmp_path / "eval.json"
     result = runner.invoke(app, ["data", "split", str(XQUAD / "xquad.en.json"), str(head), str(tail), "--articles", "36"])

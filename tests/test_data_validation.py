@@ -19,10 +19,10 @@ import pytest
 from test_metrics import HAND_V2, HAND_V2_PREDS, assert_metrics_match, examples_of, ref_v2_evaluate
 from typer.testing import CliRunner
 
-from spanqa.cli import app
-from spanqa.data import Answer, load_examples
-from spanqa.errors import ConfigError, DataError
-from spanqa.metrics import score_predictions
+from spanqa.core.errors import ConfigError, DataError
+from spanqa.interfaces.cli import app
+from spanqa.stages.data import Answer, load_examples
+from spanqa.stages.metrics import score_predictions
 
 runner = CliRunner()
 

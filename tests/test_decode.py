@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_recipe import reference_postprocess
 
-from spanqa.data import Answer, QAExample, load_examples
-from spanqa.decode import DecodeConfig, SpanDecoder, _tidy, decode
-from spanqa.errors import ConfigError
-from spanqa.features import Features, WindowConfig, build_features
+from spanqa.core.errors import ConfigError
+from spanqa.stages.data import Answer, QAExample, load_examples
+from spanqa.stages.decode import DecodeConfig, SpanDecoder, _tidy, decode
+from spanqa.stages.features import Features, WindowConfig, build_features
 
 # --------------------------------------------------------------------------- the notebook layout (reference: bench/reference_recipe.py)
 
@@ -167,13 +167,13 @@ def assert_same_predictions(left, right):
     n_best=st.integers(1, 25),
     max_answer_length=st.integers(1, 35),
     null_threshold=st.floats(-4, 4),
-    allow_impossible=st.booleans(),
+    handle_impossible=st.booleans(),
 )
-def test_decoder_matches_brute_force(seed, n_best, max_answer_length, null_threshold, allow_impossible):
+def test_decoder_matches_brute_force(seed, n_best, max_answer_length, null_threshold, handle_impossible):
     rng = np.random.default_rng(seed)
     examples, features = synthetic(rng, int(rng.integers(1, 5)))
     start, end = random_logits(rng, features)
-    config = DecodeConfig(n_best=n_best, max_answer_length=max_answer_length, null_threshold=null_threshold, allow_impossible=allow_impossible)
+    config = DecodeConfig(n_best=n_best, max_answer_length=max_answer_length, null_threshold=null_threshold, handle_impossible=handle_impossible)
     predictions = decode(examples, features, start, end, config, batch_size=int(rng.integers(1, 6)))
     spans, null = brute_force(examples, features, start, end, max_answer_length)
     for ex, pred, truth, null_score in zip(examples, predictions, spans, null):
@@ -194,14 +194,14 @@ def test_decoder_matches_brute_force(seed, n_best, max_answer_length, null_thres
             assert 0.0 <= s.score <= 1.0
         total = sum(s.score for s in pred.candidates) + pred.no_answer_probability
         assert total <= 1.0 + 1e-9
-        if pred.candidates and allow_impossible:
+        if pred.candidates and handle_impossible:
             assert total == pytest.approx(1.0)
         assert [s.score for s in pred.candidates] == sorted((s.score for s in pred.candidates), reverse=True)
         assert pred.null_score == pytest.approx(null_score)
         best = expected[0][1] if expected else -np.inf
         if not expected:
             assert pred.text == "" and pred.candidates == []
-        elif allow_impossible and null_score - best > null_threshold:
+        elif handle_impossible and null_score - best > null_threshold:
             assert pred.text == ""
         else:
             assert pred.text == pred.candidates[0].text != ""
@@ -215,7 +215,7 @@ def test_streaming_in_any_order_equals_one_shot(seed, n_best, shuffle):
     rng = np.random.default_rng(seed)
     examples, features = synthetic(rng, int(rng.integers(1, 6)), max_windows=6)
     start, end = random_logits(rng, features)
-    config = DecodeConfig(n_best=n_best, max_answer_length=int(rng.integers(1, 31)), allow_impossible=bool(rng.integers(0, 2)))
+    config = DecodeConfig(n_best=n_best, max_answer_length=int(rng.integers(1, 31)), handle_impossible=bool(rng.integers(0, 2)))
     one_shot = decode(examples, features, start, end, config)
 
     order = rng.permutation(len(features)) if shuffle else np.argsort(-features.lengths, kind="stable")
@@ -276,11 +276,11 @@ def test_null_threshold_boundary():
     start = np.array([[1.0, 3.0, 0.0, -100.0]])
     end = np.array([[1.0, 0.0, 2.0, -100.0]])  # best 'alpha beta' = 5.0, null = 2.0
     for threshold, impossible, text in [(-3.0, True, "alpha beta"), (-3.0 - 1e-9, True, ""), (-2.9, True, "alpha beta"), (-100.0, False, "alpha beta")]:
-        (pred,) = decode([ex], features, start, end, DecodeConfig(null_threshold=threshold, allow_impossible=impossible))
+        (pred,) = decode([ex], features, start, end, DecodeConfig(null_threshold=threshold, handle_impossible=impossible))
         assert pred.text == text, threshold
         assert pred.best_score == 5.0 and pred.null_score == 2.0 and pred.null_odds == -3.0
         assert pred.candidates[0].text == "alpha beta"
-    (pred,) = decode([ex], features, np.array([[9.0, 3.0, 0.0, 0]]), end, DecodeConfig(allow_impossible=True))
+    (pred,) = decode([ex], features, np.array([[9.0, 3.0, 0.0, 0]]), end, DecodeConfig(handle_impossible=True))
     assert pred.text == "" and pred.is_impossible and pred.no_answer_probability > 0.5
 
 
@@ -289,7 +289,7 @@ def test_no_valid_span_gives_empty_answer():
     offsets = np.array([[[-1, -1], [0, 1], [1, 3]]], dtype=np.int32)  # whitespace only
     features = Features([[1, 2, 3]], [[1, 1, 1]], None, np.array([0]), offsets, np.array([0]), np.zeros(1, int), np.zeros(1, int))
     for impossible in (True, False):
-        (pred,) = decode([ex], features, np.zeros((1, 3)), np.zeros((1, 3)), DecodeConfig(allow_impossible=impossible))
+        (pred,) = decode([ex], features, np.zeros((1, 3)), np.zeros((1, 3)), DecodeConfig(handle_impossible=impossible))
         assert pred.text == "" and pred.candidates == []
 
 
@@ -320,7 +320,7 @@ def test_matches_reference_postprocessing(any_tokenizer, sample_examples, peaked
     best_scores = true_best(sample_examples, features, start, end, 30)
     for version_2 in (False, True):
         reference = reference_postprocess(ref_examples, ref_features, start, end, 20, 30, squad_v2=version_2)
-        ours = decode(sample_examples, features, start, end, DecodeConfig(n_best=20, max_answer_length=30, allow_impossible=version_2))
+        ours = decode(sample_examples, features, start, end, DecodeConfig(n_best=20, max_answer_length=30, handle_impossible=version_2))
         agree = 0
         for ex, pred, best in zip(sample_examples, ours, best_scores):
             ref = reference[ex.id]
@@ -359,7 +359,7 @@ def test_reference_can_miss_the_best_span():
     start[0, 50] = 5.0  # the best valid span starts at w49
     tokenizer = SimpleNamespace(cls_token_id=1)
     ref = reference_postprocess([{"id": "x", "context": ex.context}], notebook_features([ex], features, tokenizer), start, end, 20, 10)
-    (pred,) = decode([ex], features, start, end, DecodeConfig(max_answer_length=10, allow_impossible=False))
+    (pred,) = decode([ex], features, start, end, DecodeConfig(max_answer_length=10, handle_impossible=False))
     assert not ref["x"]["found"] and ref["x"]["text"] == ""
     assert pred.best_score == 15.0 and pred.text.startswith("w49")
 
@@ -395,5 +395,5 @@ def test_decoded_text_keeps_trailing_vowel_signs():
     end = np.zeros_like(start)
     start[0, s] = 10.0
     end[0, e] = 10.0
-    (pred,) = decode([ex], features, start, end, DecodeConfig(allow_impossible=False))
+    (pred,) = decode([ex], features, start, end, DecodeConfig(handle_impossible=False))
     assert pred.text == "किताबें"

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from reference_recipe import prepare_train_features, prepare_validation_features, ref_v1_evaluate, reference_postprocess
 
-from spanqa.data import load_examples
-from spanqa.evaluate import evaluate
-from spanqa.metrics import score_predictions
+from spanqa import Reader, SpanQAConfig
+from spanqa.core.errors import ConfigError
+from spanqa.jobs.evaluate import evaluate
+from spanqa.stages.data import load_examples
+from spanqa.stages.metrics import score_predictions
 
 MAX_LENGTH, STRIDE = 128, 32
 
@@ -163,7 +165,7 @@ def test_same_scores_as_reference_recipe(trained_elsewhere, dev_v1, tmp_path):
 def test_cli_evaluate_writes_files(tiny_bert_dir, sample_dev, tmp_path):
     from typer.testing import CliRunner
 
-    from spanqa.cli import app
+    from spanqa.interfaces.cli import app
 
     out = tmp_path / "cli-eval"
     result = CliRunner().invoke(
@@ -178,7 +180,7 @@ def test_cli_evaluate_writes_files(tiny_bert_dir, sample_dev, tmp_path):
 def test_cli_missing_model_folder_is_one_error_line(sample_dev, tmp_path):
     missing = tmp_path / "no-such-model"
     proc = subprocess.run(
-        [sys.executable, "-c", "from spanqa.cli import main; main()", "evaluate", "--model", str(missing), "--data", str(sample_dev),
+        [sys.executable, "-c", "from spanqa.interfaces.cli import main; main()", "evaluate", "--model", str(missing), "--data", str(sample_dev),
          "--output-dir", str(tmp_path / "out")],
         capture_output=True,
         text=True,
@@ -195,14 +197,14 @@ def test_cli_missing_model_folder_is_one_error_line(sample_dev, tmp_path):
 
 
 def _prediction(qid: str, text: str, null_odds: float):
-    from spanqa.decode import ExamplePrediction, Span
+    from spanqa.stages.decode import ExamplePrediction, Span
 
     span = Span(text=text, start=0, end=len(text), logit=1.0, start_logit=0.5, end_logit=0.5)
     return ExamplePrediction(id=qid, text=text if null_odds <= 0 else "", candidates=[span], null_score=1.0 + null_odds, best_score=1.0)
 
 
 def _examples(golds: dict[str, str | None]):
-    from spanqa.data import Answer, QAExample
+    from spanqa.stages.data import Answer, QAExample
 
     context = "red green blue"
     return [
@@ -212,7 +214,7 @@ def _examples(golds: dict[str, str | None]):
 
 
 def test_tuned_threshold_maximises_f1_and_reports_both():
-    from spanqa.evaluate import tune_null_threshold
+    from spanqa.jobs.evaluate import tune_null_threshold
 
     golds = {"a": None, "b": None, "c": "red", "d": "green"}
     # Null odds: the unanswerable a, b above the answerable c, d; d (0.5) abstains at the default 0.
@@ -226,7 +228,7 @@ def test_tuned_threshold_maximises_f1_and_reports_both():
 
 
 def test_a_tie_keeps_the_default_threshold():
-    from spanqa.evaluate import tune_null_threshold
+    from spanqa.jobs.evaluate import tune_null_threshold
 
     # The default already gets both right; the search's first best point (-1.0, answering only b)
     # scores the same, which is no reason to move.
@@ -240,7 +242,7 @@ def test_a_tie_keeps_the_default_threshold():
 def test_cli_tunes_saves_and_then_applies_the_threshold(tiny_bert_dir, sample_dev, tmp_path):
     from typer.testing import CliRunner
 
-    from spanqa.cli import app
+    from spanqa.interfaces.cli import app
 
     model = tmp_path / "model"
     shutil.copytree(tiny_bert_dir, model)
@@ -273,3 +275,87 @@ def test_cli_tunes_saves_and_then_applies_the_threshold(tiny_bert_dir, sample_de
     v1.write_text(json.dumps(data))
     result = runner.invoke(app, ["evaluate", "--model", str(model), "--data", str(v1), "--tune-threshold", "--output-dir", str(tmp_path / "v1")])
     assert result.exit_code == 1 and "--tune-threshold needs SQuAD v2" in result.output
+
+
+# --------------------------------------------------------------------------- the steps, one by one
+
+
+def test_the_steps_composed_by_hand_give_what_evaluate_gives(tiny_bert_dir, sample_dev, tmp_path):
+    from spanqa import Reader
+    from spanqa.jobs.evaluate import (
+        EvaluationSteps,
+        calibrate_scores,
+        evaluation_settings,
+        predict_dataset,
+        score_evaluation,
+        tune_threshold,
+        write_evaluation,
+    )
+
+    steps = EvaluationSteps(tune_threshold=True, calibrate=True)
+    whole = evaluate(tiny_bert_dir, sample_dev, settings={"max_length": MAX_LENGTH, "stride": STRIDE}, steps=steps, output_dir=tmp_path / "a")
+
+    reader = Reader.from_pretrained(tiny_bert_dir, max_length=MAX_LENGTH, stride=STRIDE)
+    dataset = load_examples(sample_dev)
+    scored = score_evaluation(predict_dataset(reader, dataset))
+    assert scored.tuning is None and "default_threshold" not in scored.metrics
+    done = calibrate_scores(tune_threshold(scored))
+    write_evaluation(done, tmp_path / "b", settings=evaluation_settings(tiny_bert_dir, done))
+
+    assert done.metrics == whole.metrics
+    assert {"default_threshold", "calibration", "null_threshold"} <= set(done.metrics)
+    assert [p.text for p in done.predictions] == [p.text for p in whole.predictions]
+    for name in ("predictions.json", "metrics.json", "evaluation.json", "null_odds.json"):
+        assert json.loads((tmp_path / "a" / name).read_text()) == json.loads((tmp_path / "b" / name).read_text()), name
+
+
+def test_keywords_are_sorted_into_their_options_and_unknown_ones_refused(tiny_bert_dir, dev_v1):
+    from spanqa.core.errors import ConfigError
+    from spanqa.jobs.evaluate import Evaluation, tune_threshold
+
+    with pytest.raises(TypeError, match="save_threshold"):
+        evaluate(tiny_bert_dir, dev_v1, save_threshold=True)  # a command-line shortcut, not a library option
+    # Load options, window settings, steps and data options, all as keywords.
+    result = evaluate(tiny_bert_dir, dev_v1, device="cpu", batch_size=8, max_length=MAX_LENGTH, stride=STRIDE, lang="squad", on_mismatch="trust")
+    assert {"exact_match", "f1"} <= set(result.metrics) and "HasAns_f1" not in result.metrics  # v1.1 data, v1.1 keys
+    with pytest.raises(ConfigError, match="--tune-threshold needs SQuAD v2"):
+        tune_threshold(Evaluation(reader=None, dataset=load_examples(dev_v1), version_2=False))  # type: ignore[arg-type]
+
+
+def test_evaluate_applies_overrides_to_a_given_reader(tiny_bert_dir, sample_dev):
+    reader = Reader.from_pretrained(tiny_bert_dir)
+    overrides = {"max_length": 48, "stride": 8, "max_question_tokens": 16}
+    via_reader = evaluate(reader, sample_dev, max_length=96, stride=16)
+    via_name = evaluate(str(tiny_bert_dir), sample_dev, max_length=96, stride=16)
+    default = evaluate(reader, sample_dev)
+    assert [p.candidates for p in via_reader.predictions] == [p.candidates for p in via_name.predictions]
+    assert [p.candidates for p in via_reader.predictions] != [p.candidates for p in default.predictions]
+    assert reader.config.max_length == SpanQAConfig().max_length  # the given reader is left as it was
+    assert Reader.from_pretrained(tiny_bert_dir, **overrides).config.max_question_tokens == 16
+
+
+def test_tune_and_save_stores_the_tuned_threshold(tiny_bert_dir, sample_dev, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    result = evaluate(str(model), sample_dev, tune_threshold=True, save=True)
+    assert result.tuning is not None
+    assert SpanQAConfig.load(model).null_threshold == result.tuning.threshold
+
+
+def test_threshold_preconditions_are_checked_before_predicting(tiny_bert_dir, sample_dev, tmp_path, monkeypatch):
+    from spanqa.stages.data import save_examples
+
+    v1 = tmp_path / "v1.json"
+    save_examples([ex for ex in load_examples(sample_dev).examples if ex.answers], v1)
+    reader = Reader.from_pretrained(tiny_bert_dir)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("predicted before checking the options")
+
+    monkeypatch.setattr(Reader, "predict_examples", boom)
+    with pytest.raises(ConfigError, match="needs SQuAD v2 style data"):
+        evaluate(reader, v1, tune_threshold=True)
+    with pytest.raises(ConfigError, match="needs a local model folder"):
+        evaluate(reader, sample_dev, save=True)

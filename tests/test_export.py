@@ -15,10 +15,10 @@ pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from spanqa import Reader, evaluate, load_examples  # noqa: E402  # after the skip: without onnxruntime nothing here runs
-from spanqa.backends import OnnxBackend, TorchBackend  # noqa: E402
-from spanqa.cli import app  # noqa: E402
-from spanqa.errors import ConfigError, ModelError  # noqa: E402
-from spanqa.export import export_onnx  # noqa: E402
+from spanqa.core.errors import ConfigError, ModelError  # noqa: E402
+from spanqa.interfaces.cli import app  # noqa: E402
+from spanqa.jobs.export import export_onnx  # noqa: E402
+from spanqa.runtime.backends import OnnxBackend, TorchBackend  # noqa: E402
 
 runner = CliRunner()
 FAMILIES = ["tiny_bert_dir", "tiny_roberta_dir", "tiny_xlmr_dir"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from spanqa import WindowConfig, build_features, load_examples
-from spanqa.feature_cache import cached_features, features_key
+from spanqa.jobs.feature_cache import cached_features, features_key
 
 
 def _same(a, b) -> None:

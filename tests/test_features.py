@@ -12,10 +12,11 @@ from conftest import XQUAD, build_sentencepiece, needs_shared
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spanqa.data import Answer, QAExample, load_examples, splits_word
-from spanqa.decode import _tidy
-from spanqa.errors import ConfigError, SpanQAError
-from spanqa.features import SPECIAL_TOKEN_ROOM, WindowConfig, build_features, context_first
+from spanqa.core.config import SPECIAL_TOKEN_ROOM, WindowConfig
+from spanqa.core.errors import ConfigError, SpanQAError
+from spanqa.stages.data import Answer, QAExample, load_examples, splits_word
+from spanqa.stages.decode import _tidy
+from spanqa.stages.features import build_features, context_first
 
 # --------------------------------------------------------------------------- generators
 
@@ -381,7 +382,7 @@ def _round_trip(examples, tokenizer, config: WindowConfig) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def round_trip_tokenizers():
-    from spanqa.models import load_tokenizer
+    from spanqa.runtime.models import load_tokenizer
 
     return {"minilm-wordpiece": load_tokenizer("minilm"), "sentencepiece": build_sentencepiece(multilingual=True)}
 
@@ -431,7 +432,7 @@ def test_xquad_answers_round_trip_from_labels(round_trip_tokenizers):
 
 def _decode_labels(examples, features) -> list[str]:
     """What the decoder answers when each window's logits point (only) at its labels."""
-    from spanqa.decode import DecodeConfig, decode
+    from spanqa.stages.decode import DecodeConfig, decode
 
     rows = np.arange(len(features))
     start = np.full(features.offsets.shape[:2], -10.0)
@@ -497,7 +498,7 @@ def test_marked_answer_in_a_long_context_is_labelled_in_its_last_window(wordpiec
 @pytest.mark.integration
 def test_thai_answer_ending_in_marks_with_the_default_tokenizer():
     """The default model's (uncased BERT) tokenizer strips Thai vowel and tone marks (both Mn)."""
-    from spanqa.models import load_tokenizer
+    from spanqa.runtime.models import load_tokenizer
 
     context = "เขาบอกว่าไปที่นี่"
     ex = QAExample(id="th", question="ไปไหน", context=context, answers=(Answer("ที่นี่", context.index("ที่นี่")),))
@@ -516,7 +517,7 @@ def test_xquad_answers_are_labelled_in_some_window(language):
     Six XQuAD-th answers end in a Thai mark at the very end of their context, which
     the default (uncased BERT) tokenizer strips; Hindi and Arabic answers often end in marks.
     """
-    from spanqa.models import load_tokenizer
+    from spanqa.runtime.models import load_tokenizer
 
     path = XQUAD / f"xquad.{language}.json"
     if not path.exists():

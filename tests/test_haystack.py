@@ -20,7 +20,7 @@ from haystack.components.retrievers.in_memory import InMemoryBM25Retriever  # no
 from haystack.document_stores.in_memory import InMemoryDocumentStore  # noqa: E402
 from haystack.utils import ComponentDevice  # noqa: E402
 
-from spanqa import ConfigError, Reader, SpanQAConfig  # noqa: E402
+from spanqa import ConfigError, SpanQAConfig  # noqa: E402
 from spanqa.integrations.haystack import SpanQAReader  # noqa: E402
 
 TEXTS = [
@@ -32,7 +32,7 @@ QUERY = "Where was Beyonce born?"
 
 
 @pytest.fixture(scope="module")
-def reader(tiny_bert_dir) -> SpanQAReader:
+def component(tiny_bert_dir) -> SpanQAReader:
     component = SpanQAReader(tiny_bert_dir, device="cpu", top_k=3)
     component.warm_up()
     return component
@@ -51,7 +51,7 @@ def check_offsets(answer: ExtractedAnswer) -> None:
     assert answer.context in answer.document.content
 
 
-def test_pipeline_with_retriever_answers_end_to_end(tiny_bert_dir):
+def test_pipeline_with_retriever_answers_end_to_end(tiny_bert_dir, reader):
     store = InMemoryDocumentStore()
     store.write_documents([Document(content=text) for text in TEXTS])
     pipe = Pipeline()
@@ -78,7 +78,7 @@ def test_pipeline_with_retriever_answers_end_to_end(tiny_bert_dir):
     assert sum(a.score for a in answers) <= 1.0 + 1e-6
 
     # The same answers as spanqa's own reader over the retrieved texts.
-    direct = Reader.from_pretrained(tiny_bert_dir, device="cpu")(QUERY, documents=[d.content for d in retrieved], top_k=3)
+    direct = reader(QUERY, documents=[d.content for d in retrieved], top_k=3)
     assert [(a.data, a.document_offset.start, a.document_offset.end) for a in found] == [(s.text, s.start, s.end) for s in direct.answers]  # type: ignore[union-attr]
     assert [a.score for a in found] == pytest.approx([s.score for s in direct.answers])
     assert [a.document for a in found] == [retrieved[s.document] for s in direct.answers]
@@ -86,35 +86,35 @@ def test_pipeline_with_retriever_answers_end_to_end(tiny_bert_dir):
     assert nothing.score == pytest.approx(direct.no_answer_score) and nothing.document is None
 
 
-def test_top_k_and_no_answer(reader):
+def test_top_k_and_no_answer(component):
     documents = [Document(content=text) for text in TEXTS]
-    full = reader.run(query=QUERY, documents=documents)["answers"]
+    full = component.run(query=QUERY, documents=documents)["answers"]
     assert len(spans(full)) == 3 and len(full) == 4
 
-    one = reader.run(query=QUERY, documents=documents, top_k=1)["answers"]
+    one = component.run(query=QUERY, documents=documents, top_k=1)["answers"]
     assert len(spans(one)) == 1 and spans(one)[0].data == spans(full)[0].data
     assert len(one) == 2 and [a.data for a in one].count(None) == 1
 
-    without = reader.run(query=QUERY, documents=documents, no_answer=False)["answers"]
+    without = component.run(query=QUERY, documents=documents, no_answer=False)["answers"]
     assert [a.data for a in without] == [a.data for a in spans(full)]
     assert SpanQAReader("m", no_answer=False).no_answer is False
 
 
-def test_score_threshold_keeps_answers_at_or_above_it(reader):
+def test_score_threshold_keeps_answers_at_or_above_it(component):
     documents = [Document(content=text) for text in TEXTS]
-    full = reader.run(query=QUERY, documents=documents)["answers"]
+    full = component.run(query=QUERY, documents=documents)["answers"]
     threshold = sorted(a.score for a in full)[len(full) // 2]  # a score in the middle: some pass, some do not
-    kept = reader.run(query=QUERY, documents=documents, score_threshold=threshold)["answers"]
+    kept = component.run(query=QUERY, documents=documents, score_threshold=threshold)["answers"]
     assert kept == [a for a in full if a.score >= threshold] and 0 < len(kept) < len(full)
     # The component's own threshold applies when run is given none; 1.0 keeps nothing from a random model.
-    strict = SpanQAReader(reader.model, device="cpu", score_threshold=1.0)
+    strict = SpanQAReader(component.model, device="cpu", score_threshold=1.0)
     assert strict.run(query=QUERY, documents=documents)["answers"] == []
 
 
 def test_no_answer_leads_when_the_model_abstains(tiny_bert_dir, tmp_path):
     # A "no answer" model whose threshold always abstains: its decision comes first whatever the scores.
     folder = shutil.copytree(tiny_bert_dir, tmp_path / "abstains")
-    SpanQAConfig(version_2=True, null_threshold=-1e9).save(folder)
+    SpanQAConfig(handle_impossible=True, null_threshold=-1e9).save(folder)
     component = SpanQAReader(folder, device="cpu", top_k=2)
     answers = component.run(query=QUERY, documents=[Document(content=text) for text in TEXTS])["answers"]
     assert answers[0].data is None and answers[0].document is None
@@ -122,13 +122,13 @@ def test_no_answer_leads_when_the_model_abstains(tiny_bert_dir, tmp_path):
     assert [a.data for a in component.run(query=QUERY, documents=[Document(content=TEXTS[0])], no_answer=False)["answers"]].count(None) == 0
 
 
-def test_documents_without_text(reader, caplog):
-    assert reader.run(query=QUERY, documents=[])["answers"] == []
-    assert reader.run(query=QUERY, documents=[Document(content=None), Document(content="  ")])["answers"] == []
+def test_documents_without_text(component, caplog):
+    assert component.run(query=QUERY, documents=[])["answers"] == []
+    assert component.run(query=QUERY, documents=[Document(content=None), Document(content="  ")])["answers"] == []
     assert "skipped 2 document(s) without text" in caplog.text
     # Answers point at the right document when empty ones are skipped before it.
     text = Document(content=TEXTS[2])
-    answers = spans(reader.run(query=QUERY, documents=[Document(content=""), text])["answers"])
+    answers = spans(component.run(query=QUERY, documents=[Document(content=""), text])["answers"])
     assert answers and all(a.document is text for a in answers)
     for answer in answers:
         check_offsets(answer)
@@ -159,11 +159,11 @@ def test_bad_settings_are_refused_at_construction(settings):
         SpanQAReader("any/model", **settings)
 
 
-def test_bad_run_arguments_are_refused(reader):
+def test_bad_run_arguments_are_refused(component):
     with pytest.raises(ConfigError, match="top_k"):
-        reader.run(query=QUERY, documents=[Document(content=TEXTS[0])], top_k=0)
+        component.run(query=QUERY, documents=[Document(content=TEXTS[0])], top_k=0)
     with pytest.raises(ConfigError, match="score_threshold"):
-        reader.run(query=QUERY, documents=[Document(content=TEXTS[0])], score_threshold=2.0)
+        component.run(query=QUERY, documents=[Document(content=TEXTS[0])], score_threshold=2.0)
 
 
 def test_to_dict_from_dict_round_trip(tiny_bert_dir):

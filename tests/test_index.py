@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from spanqa.cli import app
-from spanqa.errors import ConfigError, DataError
-from spanqa.index import Index, answer_from_index, build_index, read_documents, split_passages
-from spanqa.reader import Reader
+from spanqa.core.errors import ConfigError, DataError
+from spanqa.interfaces.cli import app
+from spanqa.reading.index import Index, build_index, read_documents, split_passages
+from spanqa.reading.indexed import answer_from_index
+from spanqa.reading.reader import Reader
 
 runner = CliRunner()
 
@@ -149,8 +150,9 @@ def test_ask_index_end_to_end(docs: Path, tmp_path: Path, tiny_bert_dir: Path) -
     assert result.exit_code == 0, result.output
     answers = json.loads(result.stdout)["answers"]
     assert answers
-    for answer in answers:  # offsets are into the source file, not the passage
-        assert Path(answer["source"]).read_text(encoding="utf-8")[answer["start"] : answer["end"]] == answer["text"]
+    for answer in answers:  # start/end are in the passage read, document_start/end in the source file
+        assert answer["passage"][answer["start"] : answer["end"]] == answer["text"]
+        assert Path(answer["source"]).read_text(encoding="utf-8")[answer["document_start"] : answer["document_end"]] == answer["text"]
 
     result = runner.invoke(app, [*args, "--always-answer", "--device", "cpu"])
     assert result.exit_code == 0, result.output

@@ -4,7 +4,7 @@ The reference is a plain, dict-and-loop re-statement of the official SQuAD
 evaluation scripts (``evaluate-v2.0.py`` below; ``evaluate-v1.1.py`` and the
 shared answer normalisation in ``bench/reference_recipe.py``) and of MLQA's
 language-aware normalisation (``mlqa_evaluation_v1.py``, below). It deliberately
-shares no code with :mod:`spanqa.metrics`. Hand-made cases pin the numbers
+shares no code with :mod:`spanqa.stages.metrics`. Hand-made cases pin the numbers
 (worked out by hand in the comments); Hypothesis checks spanqa against the
 reference on random data to 1e-9 on every key.
 
@@ -30,9 +30,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_recipe import iter_qas, ref_normalize_answer, ref_token_f1, ref_v1_evaluate
 
-from spanqa.data import Answer, QAExample
-from spanqa.errors import ConfigError
-from spanqa.metrics import (
+from spanqa.core.errors import ConfigError
+from spanqa.stages.data import Answer, QAExample
+from spanqa.stages.metrics import (
     LANGUAGES,
     QuestionScore,
     best_threshold,
@@ -337,11 +337,11 @@ def phrases(min_parts: int = 0, max_parts: int = 5) -> st.SearchStrategy[str]:
 
 
 @st.composite
-def gold_sets(draw, allow_impossible: bool = True, max_questions: int = 8) -> list[dict[str, Any]]:
+def gold_sets(draw, handle_impossible: bool = True, max_questions: int = 8) -> list[dict[str, Any]]:
     n = draw(st.integers(1, max_questions))
     questions = []
     for i in range(n):
-        impossible = allow_impossible and draw(st.booleans())
+        impossible = handle_impossible and draw(st.booleans())
         golds = [] if impossible else draw(st.lists(phrases(min_parts=1), min_size=1, max_size=3))
         questions.append((f"q{i}", golds))
     return squad_dataset(questions)
@@ -695,7 +695,7 @@ def test_property_v2_missing_predictions_and_partial_na_probs(data):
 @HYPO
 @given(st.data())
 def test_property_v1(data):
-    dataset = data.draw(gold_sets(allow_impossible=False))
+    dataset = data.draw(gold_sets(handle_impossible=False))
     preds = data.draw(predictions_for(dataset, allow_missing=True))
     report = score_predictions(examples_of(dataset), preds)  # all answerable: detected as v1.1
     assert_metrics_match(report.metrics, ref_v1_evaluate(dataset, preds))

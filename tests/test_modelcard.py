@@ -11,10 +11,11 @@ import yaml
 from huggingface_hub import EvalResult, HfApi, ModelCard, repocard_data
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
-from spanqa.errors import ConfigError
-from spanqa.modelcard import (
+from spanqa.core.errors import ConfigError
+from spanqa.jobs.modelcard import (
     MINILM_HUB_ID,
     UPLOAD_IGNORE_PATTERNS,
+    SpanQAModelCardData,
     build_model_card,
     hub_base_model,
     hub_dataset_id,
@@ -51,7 +52,7 @@ def _card(**overrides: Any) -> ModelCard:
         "train_examples": 100,
         "eval_examples": 41,
         "metrics": V1_METRICS,
-        "version_2": False,
+        "handle_impossible": False,
         "null_threshold": 0.0,
         "hyperparameters": HYPER,
         "steps": 120,
@@ -60,7 +61,7 @@ def _card(**overrides: Any) -> ModelCard:
         "data_fingerprint": "abc123",
     }
     kwargs.update(overrides)
-    return build_model_card(**kwargs)
+    return build_model_card(SpanQAModelCardData(**kwargs))
 
 
 def _strings(obj: Any) -> list[str]:
@@ -206,7 +207,7 @@ def test_v2_card_metadata_and_body() -> None:
         train_source="google/xquad@xquad.en:validation",
         eval_source="rajpurkar/squad_v2[validation]",
         metrics=V2_METRICS,
-        version_2=True,
+        handle_impossible=True,
         null_threshold=-1.2,
         language="en",
         license="mit",
@@ -258,7 +259,7 @@ def test_numpy_values_dump_as_plain_numbers() -> None:
 
 
 def test_model_index_round_trip() -> None:
-    card = _card(metrics=V2_METRICS, version_2=True, eval_source="squad_v2:validation")
+    card = _card(metrics=V2_METRICS, handle_impossible=True, eval_source="squad_v2:validation")
     model_index = _metadata(card)["model-index"]
     name, results = repocard_data.model_index_to_eval_results(model_index)
     assert name == "qa-minilm"

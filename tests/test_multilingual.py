@@ -12,7 +12,7 @@ from conftest import build_wordpiece
 from typer.testing import CliRunner
 
 from spanqa import QAExample, Reader, WindowConfig, build_features
-from spanqa.cli import app
+from spanqa.interfaces.cli import app
 
 runner = CliRunner()
 SRC = Path(__file__).resolve().parents[1] / "src" / "spanqa"
@@ -110,7 +110,7 @@ def test_wordpiece_offsets_recover_answers_with_combining_marks():
         features = build_features([example], tokenizer, WindowConfig(max_length=128, stride=32))
         s, e = features.start_positions[0], features.end_positions[0]
         assert s != features.cls_index[0]
-        from spanqa.decode import _tidy
+        from spanqa.stages.decode import _tidy
 
         cut_start, cut_end = _tidy(context, int(features.offsets[0, s, 0]), int(features.offsets[0, e, 1]))
         assert context[cut_start:cut_end] == answer_text

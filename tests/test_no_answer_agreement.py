@@ -11,7 +11,7 @@ from conftest import XQUAD, needs_shared  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from spanqa import Reader, load_examples  # noqa: E402
-from spanqa.serve import create_app  # noqa: E402
+from spanqa.interfaces.serve import create_app  # noqa: E402
 
 XQUAD_EN = XQUAD / "xquad.en.json"
 
@@ -37,7 +37,7 @@ def _agree(reader: Reader, examples, batch: int = 32) -> int:
 
 @pytest.mark.parametrize("null_threshold, temperature", [(0.0, 1.0), (-1.5, 2.5), (2.0, 0.7)])
 def test_sample_data(tiny_bert_dir, sample_dev, null_threshold, temperature):
-    reader = Reader.from_pretrained(tiny_bert_dir, device="cpu", version_2=True, null_threshold=null_threshold, temperature=temperature)
+    reader = Reader.from_pretrained(tiny_bert_dir, device="cpu", handle_impossible=True, null_threshold=null_threshold, temperature=temperature)
     examples = load_examples(sample_dev).examples
     abstained = _agree(reader, examples)
     assert 0 <= abstained <= len(examples)
@@ -45,10 +45,10 @@ def test_sample_data(tiny_bert_dir, sample_dev, null_threshold, temperature):
 
 @needs_shared(XQUAD_EN)
 def test_xquad_eval_split(tiny_bert_dir):
-    from spanqa.data import split_by_title
+    from spanqa.stages.data import split_by_title
 
     examples = split_by_title(load_examples(XQUAD_EN), 36)[1].examples
-    base = Reader.from_pretrained(tiny_bert_dir, device="cpu", version_2=True, temperature=1.7)
+    base = Reader.from_pretrained(tiny_bert_dir, device="cpu", handle_impossible=True, temperature=1.7)
     counts = [_agree(base.with_settings(null_threshold=threshold), examples) for threshold in (-4.0, -2.0, 0.5)]
     assert counts == sorted(counts, reverse=True)  # a higher threshold abstains less
     assert counts[0] > 0 and counts[-1] < len(examples)  # both decisions occur, so both directions were checked

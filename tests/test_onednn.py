@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from spanqa import Reader  # noqa: E402
-from spanqa.backends import TorchBackend  # noqa: E402
-from spanqa.models import load_qa_model  # noqa: E402
+from spanqa.runtime.backends import TorchBackend  # noqa: E402
+from spanqa.runtime.models import load_qa_model  # noqa: E402
 
 QUESTION, CONTEXT = "Who wrote the book?", "The book was written by Jane Austen in 1811, in a small house."
 

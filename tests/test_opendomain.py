@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from spanqa.cli import app
-from spanqa.data import load_examples
-from spanqa.index import build_index
-from spanqa.opendomain import evaluate_open_domain, retrieval_recall
-from spanqa.reader import Reader
+from spanqa.interfaces.cli import app
+from spanqa.jobs.opendomain import evaluate_open_domain, retrieval_recall
+from spanqa.reading.index import build_index
+from spanqa.reading.reader import Reader
+from spanqa.stages.data import load_examples
 
 runner = CliRunner()
 
@@ -66,7 +66,8 @@ def test_end_to_end_scores_match_the_reader_over_retrieved_passages(squad_file: 
 def test_evaluation_searches_each_question_once_per_method_and_reads_what_ask_reads(
     squad_file: Path, tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spanqa.index import Index, answer_from_index
+    from spanqa.reading.index import Index
+    from spanqa.reading.indexed import answer_from_index
 
     examples = load_examples(squad_file).examples
     index = build_index([squad_file], tmp_path / "ix")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spanqa import QuestionAnsweringPipeline, Reader, build_features, pipeline
-from spanqa.data import QAExample
-from spanqa.errors import ConfigError
-from spanqa.models import load_qa_model, load_tokenizer
+from spanqa import QuestionAnsweringPipeline, build_features, pipeline
+from spanqa.core.errors import ConfigError
+from spanqa.runtime.models import load_qa_model, load_tokenizer
+from spanqa.stages.data import QAExample
 
 CONTEXT = "The footballers played at Wembley Stadium in 1966, winning the championship against West Germany."
 OTHER = "Jane Austen wrote the novel in a small house in Chawton."
@@ -133,10 +133,10 @@ def test_batch_size_and_device_forms(tiny_bert_dir):
     assert qa(question="Where did they play?", context=CONTEXT, batch_size=1) == expected
 
 
-def test_model_and_tokenizer_objects_and_readers(tiny_bert_dir):
+def test_model_and_tokenizer_objects_and_readers(tiny_bert_dir, reader):
     model, tokenizer = load_qa_model(tiny_bert_dir), load_tokenizer(tiny_bert_dir)
     from_objects = pipeline("question-answering", model=model, tokenizer=tokenizer, device="cpu")
-    from_reader = pipeline("question-answering", model=Reader.from_pretrained(tiny_bert_dir, device="cpu"))
+    from_reader = pipeline("question-answering", model=reader)
     a = from_objects(question="Where did they play?", context=CONTEXT)
     b = from_reader(question="Where did they play?", context=CONTEXT)
     assert (a["start"], a["end"]) == (b["start"], b["end"]) and np.isclose(a["score"], b["score"], atol=1e-4)

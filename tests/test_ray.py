@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from spanqa.cli import app
+from spanqa.interfaces.cli import app
 
 # Not imported here: Ray reads its cluster token from the environment once, at import, and the
 # CLI runs below in their own processes, as users run them, with the test cluster's environment.

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from spanqa import Reader, SpanQAConfig, evaluate, load_examples
-from spanqa.cli import app
-from spanqa.errors import DataError
-from spanqa.models import load_tokenizer
+from spanqa.core.errors import SpanQAError
+from spanqa.interfaces.cli import app
+from spanqa.runtime.models import load_tokenizer
 
 runner = CliRunner()
 FILLER = "river stone lamp garden winter paper window market bridge yellow quiet morning".split()
@@ -76,7 +76,7 @@ def test_documents_are_ranked_together_and_report_their_index(minilm_tokenizer):
 
 
 def test_per_request_settings_are_honoured_inside_one_batch(minilm_tokenizer):
-    reader = _oracle_reader(minilm_tokenizer, version_2=True)
+    reader = _oracle_reader(minilm_tokenizer, handle_impossible=True)
     context = "garden aurora winter paper window market falcon bridge"
     results = reader.answer_batch([
         {"question": "a?", "context": context, "top_k": 1},
@@ -92,10 +92,10 @@ def test_per_request_settings_are_honoured_inside_one_batch(minilm_tokenizer):
 
 def test_no_answer_decided_by_saved_threshold(minilm_tokenizer):
     context = "river stone lamp garden"  # neither token present: the CLS (null) score wins
-    reader = _oracle_reader(minilm_tokenizer, version_2=True, null_threshold=0.0)
+    reader = _oracle_reader(minilm_tokenizer, handle_impossible=True, null_threshold=0.0)
     assert reader("What?", context).is_impossible
     assert not reader("What?", context, handle_impossible=False).is_impossible
-    lenient = _oracle_reader(minilm_tokenizer, version_2=True, null_threshold=1e9)
+    lenient = _oracle_reader(minilm_tokenizer, handle_impossible=True, null_threshold=1e9)
     assert not lenient("What?", context).is_impossible
 
 
@@ -111,7 +111,7 @@ def test_no_answer_decided_by_saved_threshold(minilm_tokenizer):
 )
 def test_bad_requests_raise_clear_errors(request_kwargs, message, minilm_tokenizer):
     reader = _oracle_reader(minilm_tokenizer)
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(SpanQAError, match=message):  # DataError for the texts, ConfigError for the options
         reader.answer_batch([request_kwargs])
 
 
@@ -146,7 +146,7 @@ def test_predict_command_streams_jsonl_for_data_without_answers(tiny_bert_dir, t
 @needs_shared(XQUAD)
 def test_reader_agrees_with_evaluate_on_every_xquad_question(tiny_bert_dir, sample_train, tmp_path):
     """Same windows, same decode: the Reader's answers are evaluate's predictions (v1 data)."""
-    from spanqa.training import train
+    from spanqa.jobs.training import train
 
     model = tmp_path / "trained"
     train(str(tiny_bert_dir), sample_train, output_dir=str(model), max_steps=5, max_length=256, stride=64, learning_rate=1e-3)
@@ -166,7 +166,7 @@ def test_reader_agrees_with_evaluate_on_every_xquad_question(tiny_bert_dir, samp
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(1, 384), max_size=80), st.integers(1, 40))
 def test_length_batches_cover_every_window_with_bounded_padding(lengths, size):
-    from spanqa.reader import PADDING_SLACK, length_batches
+    from spanqa.reading.reader import PADDING_SLACK, length_batches
 
     ordered = np.array(sorted(lengths, reverse=True), dtype=np.int64)
     ranges = length_batches(ordered, size)

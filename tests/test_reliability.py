@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from spanqa.cli import app
-from spanqa.config import SpanQAConfig
-from spanqa.errors import ConfigError, ModelError, OutputError
-from spanqa.evaluate import check_output_folder
-from spanqa.io import _recover_folder, atomic_folder, atomic_open, check_new_file, write_json
-from spanqa.predict import partial_paths
+from spanqa.core.config import SpanQAConfig
+from spanqa.core.errors import ConfigError, ModelError, OutputError
+from spanqa.core.io import _recover_folder, atomic_folder, atomic_open, check_new_file, write_json
+from spanqa.interfaces.cli import app
+from spanqa.jobs.evaluation_files import check_evaluation_folder
+from spanqa.jobs.predict import partial_paths
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def _copy_model(src: Path, dst: Path) -> Path:
     [
         ([1, 2], "expected a JSON object of settings, got a JSON list"),
         ({"max_length": "384"}, "'max_length' must be an integer, got '384'"),
-        ({"version_2": "no"}, "'version_2' must be true or false"),
+        ({"handle_impossible": "no"}, "'handle_impossible' must be true or false"),
         ({"n_best": 0}, "n_best must be >= 1"),
     ],
 )
@@ -130,7 +130,7 @@ def test_a_mistyped_local_model_name_fails_at_once(tiny_bert_dir, tmp_path, monk
 
 
 def test_poisoned_checkpoint_is_refused_by_file(tmp_path):
-    from spanqa.training import _prepare_output_dir
+    from spanqa.jobs.training import _prepare_output_dir
 
     checkpoint = tmp_path / "run" / "checkpoint-10"
     checkpoint.mkdir(parents=True)
@@ -141,7 +141,7 @@ def test_poisoned_checkpoint_is_refused_by_file(tmp_path):
 
 
 def test_resume_on_a_finished_run_without_checkpoints_keeps_the_model(tmp_path):
-    from spanqa.training import _prepare_output_dir
+    from spanqa.jobs.training import _prepare_output_dir
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -242,7 +242,7 @@ def test_finished_outputs_need_overwrite(tiny_bert_dir, sample_dev, tmp_path):
     other.mkdir()
     (other / "todo.txt").write_text("mine")
     with pytest.raises(OutputError, match="holds other files"):
-        check_output_folder(other, overwrite=True)
+        check_evaluation_folder(other, overwrite=True)
 
 
 # --------------------------------------------------------------------------- kills
@@ -250,7 +250,8 @@ def test_finished_outputs_need_overwrite(tiny_bert_dir, sample_dev, tmp_path):
 _SLOW_PREDICT = """
 import sys, time
 from spanqa import Reader
-from spanqa.predict import predict_file
+from spanqa.jobs.predict import PredictRun, predict_file
+from spanqa.reading.options import AnswerOptions
 
 reader = Reader.from_pretrained(sys.argv[1], batch_size=4)
 inner = reader.backend
@@ -262,7 +263,7 @@ class Slow:
         return inner(batch)
 
 reader.backend = Slow()
-predict_file(reader, sys.argv[2], sys.argv[3], top_k=2, chunk_size=5, resume=len(sys.argv) > 5)
+predict_file(reader, sys.argv[2], sys.argv[3], AnswerOptions(top_k=2), PredictRun(chunk_size=5, resume=len(sys.argv) > 5))
 """
 
 
@@ -310,15 +311,15 @@ def test_resume_with_other_settings_is_refused(tiny_bert_dir, sample_dev, tmp_pa
 
 _SLOW_EVALUATE = """
 import importlib, json, sys, time
-evaluation = importlib.import_module("spanqa.evaluate")  # the module (the package's `evaluate` is the function)
-from spanqa.io import write_json as plain
+evaluation = importlib.import_module("spanqa.jobs.evaluation_files")  # the module that writes an evaluation's files
+from spanqa.core.io import write_json as plain
 
 def slow(path, obj, indent=2):
     plain(path, obj, indent)
     time.sleep(0.02)
 
 evaluation.write_json = slow
-from spanqa.decode import ExamplePrediction
+from spanqa.stages.decode import ExamplePrediction
 run = sys.argv[2]
 predictions = [ExamplePrediction(id=f"q{i}", text=run, candidates=[], null_score=0.0, best_score=0.0) for i in range(3)]
 for i in range(1000):
@@ -400,7 +401,7 @@ def test_harness_findings(tiny_bert_dir, sample_dev, tmp_path):
 
 
 def test_a_checkpoint_state_that_is_not_an_object_is_skipped(tmp_path):
-    from spanqa.training import _prepare_output_dir, find_resumable_checkpoint
+    from spanqa.jobs.training import _prepare_output_dir, find_resumable_checkpoint
 
     checkpoint = tmp_path / "run" / "checkpoint-5"
     checkpoint.mkdir(parents=True)
@@ -411,15 +412,15 @@ def test_a_checkpoint_state_that_is_not_an_object_is_skipped(tmp_path):
 
 
 def test_report_to_none_is_a_value():
-    from spanqa.arguments import parse_train_args
+    from spanqa.jobs.arguments import parse_train_args
 
     _, args = parse_train_args(["--report_to", "none", "--output_dir", "x"])
     assert args.report_to in ("none", ["none"], [])
 
 
 def test_saved_weights_get_the_umask_mode(tiny_bert_dir, tmp_path):
-    from spanqa.io import share_files
-    from spanqa.models import load_qa_model
+    from spanqa.core.io import share_files
+    from spanqa.runtime.models import load_qa_model
 
     old = os.umask(0o022)
     try:
@@ -450,3 +451,36 @@ def test_more_input_mistakes_are_one_line(sample_dev, tmp_path):
     latin1.write_bytes('{"q": "café"}'.encode("latin-1"))
     assert "not UTF-8" in one_error(run("score", "-d", sample_dev, "-p", latin1))
     assert "max_length" in one_error(run("data", "check", sample_dev, "--max-length", "0"))
+
+
+def test_one_rule_for_output_folders_and_files(tmp_path):
+    from spanqa.core.io import check_output_folder
+
+    assert check_output_folder(tmp_path / "new") == tmp_path / "new"
+    (tmp_path / "empty").mkdir()
+    check_output_folder(tmp_path / "empty")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(OutputError, match=r"exists and is not a folder \(it is a file\)"):
+        check_output_folder(a_file)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "metrics.json").write_text("{}")
+    with pytest.raises(ConfigError, match="folder exists and is not empty; pass --overwrite"):
+        check_output_folder(taken, error=ConfigError)
+    check_output_folder(taken, overwrite=True)
+    owned = {"metrics.json"}.__contains__
+    with pytest.raises(OutputError, match=r"holds an earlier evaluation \(metrics.json\); pass --overwrite"):
+        check_output_folder(taken, owned=owned, what="evaluation")
+    check_output_folder(taken, overwrite=True, owned=owned)
+    (taken / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match=r"holds other files \(notes.txt\)"):
+        check_output_folder(taken, overwrite=True, owned=owned)
+
+    report = tmp_path / "r.html"
+    report.write_text("<html>mine</html>")
+    with pytest.raises(OutputError, match="exists and is not a spanqa report; pass --overwrite"):
+        check_new_file(report, owned=lambda path: False, owned_name="a spanqa report")
+    assert check_new_file(report, owned=lambda path: True) == report
+    with pytest.raises(OutputError, match="is a folder, expected an .html file name"):
+        check_new_file(tmp_path, expected="an .html file name")

@@ -19,9 +19,9 @@ import pytest
 from conftest import SUBJQA, XQUAD, needs_shared
 from typer.testing import CliRunner
 
-from spanqa.cli import app
-from spanqa.data import load_examples
-from spanqa.metrics import exact_score, f1_score
+from spanqa.interfaces.cli import app
+from spanqa.stages.data import load_examples
+from spanqa.stages.metrics import exact_score, f1_score
 
 runner = CliRunner()
 TRAIN = ["--max-steps", "6", "--eval-strategy", "steps", "--eval-steps", "3", "--save-strategy", "steps", "--save-steps", "3",
@@ -97,7 +97,7 @@ def assert_same(got: dict, want: dict) -> None:
 def xquad_run(tiny_bert_dir, tmp_path_factory):
     if not XQUAD.exists():
         pytest.skip(f"shared data not found at {XQUAD}")
-    from spanqa.data import save_examples, split_by_title
+    from spanqa.stages.data import save_examples, split_by_title
 
     root = tmp_path_factory.mktemp("xquad-run")
     head, tail = split_by_title(load_examples(XQUAD / "xquad.en.json"), 36)
@@ -125,7 +125,7 @@ def test_train_writes_the_report_its_pngs_and_the_log_history(xquad_run):
 
 @needs_shared(XQUAD)
 def test_breakdown_numbers_equal_those_recomputed_from_predictions(xquad_run):
-    from spanqa.models import load_tokenizer
+    from spanqa.runtime.models import load_tokenizer
 
     run = xquad_run / "m"
     page = (run / "report.html").read_text(encoding="utf-8")
@@ -261,7 +261,7 @@ def test_v2_threshold_curve_maximum_is_the_best_f1_of_evaluate(subjqa_run):
 
 
 def test_question_words():
-    from spanqa.report import question_word
+    from spanqa.jobs.report import question_word
 
     assert question_word("What's the capital?") == "what"
     assert question_word("In which year did it open?") == "which"
@@ -271,9 +271,9 @@ def test_question_words():
 
 
 def test_threshold_curve_points_are_reachable_and_tuning_takes_the_maximum():
-    from spanqa.data import Answer, QAExample
-    from spanqa.decode import ExamplePrediction, Span
-    from spanqa.evaluate import null_threshold_curve, score_decoded, tune_null_threshold, with_null_threshold
+    from spanqa.jobs.evaluate import null_threshold_curve, score_decoded, tune_null_threshold, with_null_threshold
+    from spanqa.stages.data import Answer, QAExample
+    from spanqa.stages.decode import ExamplePrediction, Span
 
     context = "red green blue"
     golds = {"a": None, "b": None, "c": "red", "d": "green"}
@@ -324,8 +324,8 @@ def test_serve_shows_the_model_report(tiny_bert_dir, tmp_path):
     pytest.importorskip("fastapi", reason="serving needs the 'serve' extra")
     from fastapi.testclient import TestClient
 
-    from spanqa.reader import Reader
-    from spanqa.serve import ServeSettings, create_app
+    from spanqa.interfaces.serve import ServeSettings, create_app
+    from spanqa.reading.reader import Reader
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_bert_dir, folder)
@@ -344,13 +344,13 @@ def test_serve_shows_the_model_report(tiny_bert_dir, tmp_path):
 def test_a_report_that_fails_to_draw_costs_only_the_report(tiny_bert_dir, sample_train, sample_dev, tmp_path, monkeypatch, caplog):
     import logging
 
-    import spanqa.report
-    from spanqa.training import train
+    import spanqa.jobs.report
+    from spanqa.jobs.training import train
 
     def broken(report):
         raise RuntimeError("no fonts on this machine")
 
-    monkeypatch.setattr(spanqa.report, "draw_figures", broken)
+    monkeypatch.setattr(spanqa.jobs.report, "draw_figures", broken)
     monkeypatch.setattr(logging.getLogger("spanqa"), "propagate", True)
     out = tmp_path / "m"
     with caplog.at_level(logging.WARNING, logger="spanqa"):

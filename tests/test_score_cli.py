@@ -35,7 +35,7 @@ from test_metrics import (
 )
 from typer.testing import CliRunner
 
-from spanqa.cli import app
+from spanqa.interfaces.cli import app
 
 runner = CliRunner()
 
@@ -163,7 +163,7 @@ def test_v1_file_gives_the_v1_keys(tmp_path):
 @given(st.data())
 def test_property_cli_v2_and_v1_files_match_reference(data):
     v2 = data.draw(st.booleans())
-    dataset = data.draw(gold_sets(allow_impossible=v2))
+    dataset = data.draw(gold_sets(handle_impossible=v2))
     preds_obj = data.draw(predictions_for(dataset, allow_missing=not v2))
     na_obj = data.draw(st.one_of(st.none(), na_probs_for(dataset, partial=False))) if v2 else None
     thresh = data.draw(st.sampled_from(THRESHOLDS))

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanqa import Reader, SpanQAConfig, evaluate
-from spanqa.calibration import expected_calibration_error, fit_temperature, shown_scores
-from spanqa.decode import ExamplePrediction, Span
-from spanqa.errors import ConfigError, DataError
-from spanqa.reader import QARequest, _overlap
+from spanqa import AnswerOptions, Reader, SpanQAConfig, evaluate
+from spanqa.core.errors import ConfigError
+from spanqa.jobs.calibration import expected_calibration_error, fit_temperature, shown_scores
+from spanqa.reading.reader import QARequest, _overlap
+from spanqa.stages.decode import ExamplePrediction, Span
 
 CONTEXT = (
     "The footballers played at Wembley Stadium in 1966, winning the championship against West Germany. "
@@ -112,12 +112,12 @@ def test_score_threshold_drops_answers_and_abstains_when_none_is_left(tiny_bert_
     full = reader("Where did they play?", CONTEXT, top_k=10)
     assert len(full.answers) == 10
     cut = full.answers[2].score
-    kept = reader.answer_batch([QARequest("Where did they play?", CONTEXT, top_k=10, score_threshold=cut)])[0]
+    kept = reader.answer_batch([QARequest("Where did they play?", CONTEXT, options=AnswerOptions(top_k=10, score_threshold=cut))])[0]
     assert [a.text for a in kept.answers] == [a.text for a in full.answers if a.score >= cut]
-    nothing = reader.answer_batch([QARequest("Where did they play?", CONTEXT, top_k=10, score_threshold=1.0)])[0]
+    nothing = reader.answer_batch([QARequest("Where did they play?", CONTEXT, options=AnswerOptions(top_k=10, score_threshold=1.0))])[0]
     assert nothing.answers == [] and nothing.is_impossible and nothing.answer is None
-    with pytest.raises(DataError, match="score_threshold must be a probability"):
-        QARequest("Where?", CONTEXT, score_threshold=1.5)
+    with pytest.raises(ConfigError, match="score_threshold must be a probability"):
+        AnswerOptions(score_threshold=1.5)
     with pytest.raises(ConfigError, match="score_threshold must be between 0 and 1"):
         reader.with_settings(score_threshold=float("nan"))
 
@@ -127,14 +127,14 @@ def test_score_threshold_trades_coverage_for_precision_monotonically(tiny_bert_d
     questions = ["Where did they play?", "Who won?", "When was it?", "What was watched?", "Who lifted the trophy?"]
     coverage = []
     for threshold in (0.0, 0.05, 0.1, 0.2, 0.5, 0.9):
-        results = reader.answer_batch([QARequest(q, CONTEXT, score_threshold=threshold) for q in questions])
+        results = reader.answer_batch([QARequest(q, CONTEXT, options=AnswerOptions(score_threshold=threshold)) for q in questions])
         coverage.append(sum(r.answer is not None for r in results))
     assert coverage == sorted(coverage, reverse=True)
 
 
 def test_a_temperature_that_does_not_help_is_not_taken():
-    from spanqa.calibration import calibrate
-    from spanqa.metrics import QuestionScore
+    from spanqa.jobs.calibration import calibrate
+    from spanqa.stages.metrics import QuestionScore
 
     # Confident and always right: any other temperature only moves scores away from 1.
     predictions = [_prediction([8.0, 0.0, -1.0], qid=str(i)) for i in range(20)]
@@ -148,7 +148,7 @@ def test_a_temperature_that_does_not_help_is_not_taken():
 def test_predict_and_ask_take_a_score_threshold(tiny_bert_dir, sample_dev, tmp_path):
     from typer.testing import CliRunner
 
-    from spanqa.cli import app
+    from spanqa.interfaces.cli import app
 
     runner = CliRunner()
     out = tmp_path / "p.jsonl"

@@ -14,23 +14,16 @@ pytest.importorskip("fastapi", reason="serving needs the 'serve' extra (fastapi,
 httpx = pytest.importorskip("httpx", reason="the API tests need httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from samples import RAILWAY, RAILWAY_REQUEST  # noqa: E402
 
-from spanqa.errors import ConfigError  # noqa: E402
-from spanqa.reader import Reader  # noqa: E402
-from spanqa.serve import ServeSettings, create_app  # noqa: E402
+from spanqa.core.errors import ConfigError  # noqa: E402
+from spanqa.interfaces.serve import ServeSettings, create_app  # noqa: E402
+from spanqa.reading.reader import Reader  # noqa: E402
 
-CONTEXT = (
-    "The Glenbarrow Light Railway runs for 14 kilometres between the market town of Ashby Cross and the quarry "
-    "village of Glenbarrow. Built in 1897 to carry slate, it uses a narrow gauge of 610 millimetres. Passenger "
-    "services ended in 1951, but a volunteer society reopened the line to visitors in 1978."
-)
+CONTEXT = RAILWAY
 OTHER = "Marta Oyelaran founded the Kestrel Bay rowing club in 1962. The club trains on the estuary every morning."
-GOOD = {"question": "When was the railway built?", "context": CONTEXT}
+GOOD = RAILWAY_REQUEST
 
-
-@pytest.fixture(scope="module")
-def reader(tiny_bert_dir) -> Reader:
-    return Reader.from_pretrained(tiny_bert_dir)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +149,7 @@ def test_health(client, tiny_bert_dir):
     health = response.json()
     assert health["status"] == "ok"
     assert health["model"] == str(tiny_bert_dir)
-    assert health["version_2"] is False and health["null_threshold"] == 0.0
+    assert health["handle_impossible"] is False and health["null_threshold"] == 0.0
     assert health["limits"]["max_context_chars"] >= 120_000  # a 20,000-word document fits
     assert health["batching"]["batches"] >= 0
 
@@ -459,12 +452,13 @@ def test_the_event_loop_stays_free_while_the_model_runs(reader):
 def test_run_server_loads_the_model_and_runs_uvicorn(monkeypatch, tiny_bert_dir):
     import uvicorn
 
-    from spanqa.serve import run_server
+    from spanqa.interfaces.serve import run_server
+    from spanqa.runtime.options import LoadOptions
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
     settings = ServeSettings(max_batch=2)
-    run_server(str(tiny_bert_dir), host="127.0.0.1", port=8123, settings=settings, device="cpu")
+    run_server(str(tiny_bert_dir), host="127.0.0.1", port=8123, settings=settings, load=LoadOptions(device="cpu"))
     (app, kwargs), = calls
     assert kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123
     assert app.state.settings is settings
@@ -481,8 +475,8 @@ def test_run_server_refuses_pickled_weights(monkeypatch, tiny_bert_dir, tmp_path
     import uvicorn
     from safetensors.torch import load_file
 
-    from spanqa.errors import ModelError
-    from spanqa.serve import run_server
+    from spanqa.core.errors import ModelError
+    from spanqa.interfaces.serve import run_server
 
     for path in tiny_bert_dir.iterdir():
         if path.suffix != ".safetensors":

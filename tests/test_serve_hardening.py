@@ -16,25 +16,18 @@ pytest.importorskip("httpx", reason="the API tests need httpx")
 uvicorn = pytest.importorskip("uvicorn", reason="serving needs the 'serve' extra (fastapi, uvicorn)")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from samples import RAILWAY, RAILWAY_REQUEST  # noqa: E402
 
-from spanqa import serve  # noqa: E402
-from spanqa.data import QAExample  # noqa: E402
-from spanqa.errors import ConfigError  # noqa: E402
-from spanqa.reader import QARequest, Reader  # noqa: E402
-from spanqa.serve import ServeSettings, create_app, serve_settings, uvicorn_options  # noqa: E402
+from spanqa.core.errors import ConfigError  # noqa: E402
+from spanqa.interfaces import serve  # noqa: E402
+from spanqa.interfaces.serve import ServeSettings, batching, cancellation, create_app, serve_settings, uvicorn_options  # noqa: E402
+from spanqa.reading.reader import QARequest, Reader  # noqa: E402
+from spanqa.stages.data import QAExample  # noqa: E402
 
-CONTEXT = (
-    "The Glenbarrow Light Railway runs for 14 kilometres between the market town of Ashby Cross and the quarry "
-    "village of Glenbarrow. Built in 1897 to carry slate, it uses a narrow gauge of 610 millimetres. Passenger "
-    "services ended in 1951, but a volunteer society reopened the line to visitors in 1978."
-)
-GOOD = {"question": "When was the railway built?", "context": CONTEXT}
+CONTEXT = RAILWAY
+GOOD = RAILWAY_REQUEST
 JSON = {"content-type": "application/json"}
 
-
-@pytest.fixture(scope="module")
-def reader(tiny_bert_dir) -> Reader:
-    return Reader.from_pretrained(tiny_bert_dir)
 
 
 pytestmark = pytest.mark.usefixtures("clean_serve_environment")
@@ -91,8 +84,8 @@ def test_a_timed_out_request_does_not_keep_the_model_busy(reader):
 def test_a_batch_is_abandoned_only_when_every_caller_has_gone():
     async def scenario() -> list[bool]:
         loop = asyncio.get_running_loop()
-        jobs = [serve._Job([], loop.create_future(), loop.time()) for _ in range(2)]
-        event = serve._abandoned_event(jobs)
+        jobs = [batching._Job([], loop.create_future(), loop.time()) for _ in range(2)]
+        event = cancellation.abandoned_event([job.future for job in jobs])
         seen = [event.is_set()]
         jobs[0].future.cancel()  # one caller timed out
         await asyncio.sleep(0)
@@ -106,14 +99,14 @@ def test_a_batch_is_abandoned_only_when_every_caller_has_gone():
 
 
 def test_each_worker_reader_stops_when_abandoned_and_shares_the_model(reader):
-    readers = serve._worker_readers(reader, 2)
-    assert all(isinstance(r, serve._StoppableReader) and r.backend is reader.backend for r in readers)
+    readers = batching._worker_readers(reader, 2)
+    assert all(isinstance(r, cancellation.StoppableReader) and r.backend is reader.backend for r in readers)
     assert readers[0].tokenizer is reader.tokenizer and readers[1].tokenizer is not reader.tokenizer
     abandoned = threading.Event()
     abandoned.set()
-    with pytest.raises(serve._Abandoned):
-        serve._answer_batch(readers[0], [QARequest(GOOD["question"], CONTEXT)], abandoned)
-    result = serve._answer_batch(readers[0], [QARequest(GOOD["question"], CONTEXT)], threading.Event())
+    with pytest.raises(cancellation.Abandoned):
+        cancellation.answer_batch(readers[0], [QARequest(GOOD["question"], CONTEXT)], abandoned)
+    result = cancellation.answer_batch(readers[0], [QARequest(GOOD["question"], CONTEXT)], threading.Event())
     assert result[0].to_dict() == reader(GOOD["question"], CONTEXT).to_dict()
 
 
@@ -134,7 +127,7 @@ def test_question_over_the_limit_is_413(reader):
 def test_new_settings_come_from_the_environment_and_the_command_line(monkeypatch):
     from typer.testing import CliRunner
 
-    from spanqa.cli import app
+    from spanqa.interfaces.cli import app
 
     monkeypatch.setenv("SPANQA_SERVE_MAX_QUESTION_CHARS", "300")
     monkeypatch.setenv("SPANQA_SERVE_BODY_TIMEOUT_S", "2.5")
@@ -308,7 +301,7 @@ def test_the_server_still_answers_after_the_deadlines(server):
 
 def test_run_server_passes_the_keep_alive_timeout(monkeypatch, reader):
     served: list[dict] = []
-    monkeypatch.setattr(Reader, "from_pretrained", staticmethod(lambda name, **kwargs: reader))
+    monkeypatch.setattr(Reader, "from_pretrained", staticmethod(lambda name, load=None, **kwargs: reader))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.append(kwargs))
     serve.run_server("some-model", settings=ServeSettings(keep_alive_timeout_s=7.5, threads=1))
     assert served[-1]["timeout_keep_alive"] == 7.5

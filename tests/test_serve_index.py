@@ -15,10 +15,11 @@ from fastapi.testclient import TestClient  # noqa: E402
 from live import chromium, serving  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from spanqa.cli import app as cli_app  # noqa: E402
-from spanqa.index import Index, answer_from_index, build_index  # noqa: E402
-from spanqa.reader import Reader  # noqa: E402
-from spanqa.serve import ServeSettings, create_app  # noqa: E402
+from spanqa.interfaces.cli import app as cli_app  # noqa: E402
+from spanqa.interfaces.serve import ServeSettings, create_app  # noqa: E402
+from spanqa.reading.index import Index, build_index  # noqa: E402
+from spanqa.reading.indexed import answer_from_index  # noqa: E402
+from spanqa.reading.reader import Reader  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("clean_serve_environment")
 
@@ -45,10 +46,6 @@ def index(tmp_path_factory) -> Index:
         (folder / name).write_text(text, encoding="utf-8")
     return build_index([folder], tmp_path_factory.mktemp("ix") / "index", max_words=100)
 
-
-@pytest.fixture(scope="module")
-def reader(tiny_bert_dir) -> Reader:
-    return Reader.from_pretrained(tiny_bert_dir, device="cpu")
 
 
 def check_sourced(result: dict) -> None:
@@ -141,7 +138,7 @@ def test_cli_loads_the_index_before_the_model(monkeypatch, reader, index, tmp_pa
 
     loads: list[str] = []
     served: list = []
-    monkeypatch.setattr(Reader, "from_pretrained", staticmethod(lambda name, **kwargs: loads.append(name) or reader))
+    monkeypatch.setattr(Reader, "from_pretrained", staticmethod(lambda name, load=None, **kwargs: loads.append(name) or reader))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.append(app))
     runner = CliRunner()
 

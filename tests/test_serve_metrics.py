@@ -17,26 +17,22 @@ import torch  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
+from samples import RAILWAY, RAILWAY_REQUEST  # noqa: E402
 
-from spanqa import serve  # noqa: E402
-from spanqa.errors import ConfigError, SpanQAError  # noqa: E402
-from spanqa.reader import Reader  # noqa: E402
-from spanqa.serve import ServeSettings, create_app, resolve_threads, serve_settings  # noqa: E402
+from spanqa.core.errors import ConfigError, SpanQAError  # noqa: E402
+from spanqa.interfaces import serve  # noqa: E402
+from spanqa.interfaces.serve import ServeSettings, create_app, resolve_threads, serve_settings  # noqa: E402
+from spanqa.interfaces.serve import settings as settings_module  # noqa: E402
+from spanqa.reading.reader import Reader  # noqa: E402
+from spanqa.runtime.options import LoadOptions  # noqa: E402
 
-CONTEXT = (
-    "The Glenbarrow Light Railway runs for 14 kilometres between the market town of Ashby Cross and the quarry "
-    "village of Glenbarrow. Built in 1897 to carry slate, it uses a narrow gauge of 610 millimetres."
-)
-GOOD = {"question": "When was the railway built?", "context": CONTEXT}
+CONTEXT = RAILWAY
+GOOD = RAILWAY_REQUEST
 # Threads for test apps: torch's current setting, so building apps never changes it for the other tests.
 SAME_THREADS = torch.get_num_threads()
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
-
-@pytest.fixture(scope="module")
-def reader(tiny_bert_dir) -> Reader:
-    return Reader.from_pretrained(tiny_bert_dir)
 
 
 pytestmark = pytest.mark.usefixtures("clean_serve_environment")
@@ -261,7 +257,7 @@ def test_worker_threads_get_the_thread_setting(reader):
 
 
 def test_default_threads_come_from_the_usable_cores(monkeypatch):
-    monkeypatch.setattr(serve, "usable_cores", lambda: 8)
+    monkeypatch.setattr(settings_module, "usable_cores", lambda: 8)  # what resolve_threads reads
     monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
     assert resolve_threads(ServeSettings()) == 8  # one worker on every core
     assert resolve_threads(ServeSettings(workers=2)) == 4
@@ -359,27 +355,108 @@ def test_settings_are_frozen_and_described():
         assert field.description, f"{name} has no help text"
 
 
+# --------------------------------------------------------------------------- settings on the command line
+
+
+@pytest.fixture
+def cli_serve(monkeypatch, fresh_cli_logging):
+    """Run ``spanqa serve ARGS``, recording what would be served instead of serving it."""
+    from typer.testing import CliRunner
+
+    from spanqa.interfaces.cli import app
+
+    calls: list[dict] = []
+    monkeypatch.setattr(serve, "run_server", lambda model, **kwargs: calls.append({"model": model, **kwargs}))
+
+    def run(*args: str, columns: int | None = None):
+        env = {"COLUMNS": str(columns), "TERMINAL_WIDTH": str(columns)} if columns else None
+        return CliRunner().invoke(app, ["serve", *args], env=env), calls
+
+    return run
+
+
+def test_serve_help_lists_every_setting_within_80_columns(cli_serve):
+    result, _ = cli_serve("--help", columns=80)
+    assert result.exit_code == 0, result.output
+    for name in ServeSettings.model_fields:
+        assert f"--{name.replace('_', '-')}" in result.output, name
+    for option in ("--device", "--backend", "--dtype", "--batch-size", "--index"):
+        assert option in result.output
+    assert "SPANQA_SERVE_" in result.output  # the epilog names the environment variables
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+
+
+def test_serve_options_become_settings_and_load_options(cli_serve):
+    result, calls = cli_serve("my-model", "--max-batch", "7", "--threads", "auto", "--request-timeout-s", "2.5",
+                              "--device", "cpu", "--dtype", "fp32", "--batch-size", "8", "--backend", "torch")
+    assert result.exit_code == 0, result.output
+    (call,) = calls
+    settings = call["settings"]
+    assert (settings.max_batch, settings.threads, settings.request_timeout_s, settings.max_documents) == (7, None, 2.5, 100)
+    assert call["load"] == LoadOptions(device="cpu", backend="torch", dtype="fp32", batch_size=8)
+
+
+def test_an_explicit_option_beats_the_environment(cli_serve, monkeypatch):
+    monkeypatch.setenv("SPANQA_SERVE_MAX_BATCH", "64")
+    monkeypatch.setenv("SPANQA_SERVE_WORKERS", "2")
+    result, calls = cli_serve("my-model", "--max-batch", "8")
+    assert result.exit_code == 0, result.output
+    settings = calls[-1]["settings"]
+    assert (settings.max_batch, settings.workers) == (8, 2)  # the option, and the environment where no option was given
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--max-batch", "0"], "max_batch: must be a positive integer, got '0'"),
+        (["--request-timeout-s", "soon"], "request_timeout_s: must be a finite number of seconds > 0"),
+        (["--threads", "-1"], "threads: must be a positive integer or 'auto'"),
+        (["--dtype", "fp17"], "unknown dtype 'fp17'"),
+        (["--backend", "tensorflow"], "unknown backend 'tensorflow'"),
+    ],
+)
+def test_a_bad_serve_option_is_one_error_line(cli_serve, args, named):
+    result, calls = cli_serve("my-model", *args)
+    assert result.exit_code == 1 and calls == []
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], result.stderr
+
+
+def test_a_bad_environment_value_is_one_error_line_naming_the_variable(cli_serve, monkeypatch):
+    monkeypatch.setenv("SPANQA_SERVE_MAX_BATCH", "many")
+    result, calls = cli_serve("my-model")
+    assert result.exit_code == 1 and calls == []
+    assert result.stderr.strip().splitlines() == ["error: SPANQA_SERVE_MAX_BATCH: must be a positive integer, got 'many'"]
+
+
+def test_list_settings_names_options_and_variables(cli_serve):
+    result, calls = cli_serve("--list-settings")
+    assert result.exit_code == 0 and calls == []
+    assert "--max-batch / SPANQA_SERVE_MAX_BATCH (default 32)" in result.output
+    assert "--threads / SPANQA_SERVE_THREADS (default auto)" in result.output
+
+
 # --------------------------------------------------------------------------- run_server
 
 
 def test_run_server_passes_backend_and_settings(monkeypatch, reader):
     uvicorn = pytest.importorskip("uvicorn")
-    loads: list[dict] = []
+    loads: list[LoadOptions | None] = []
     served: list = []
 
-    def fake_load(name, **kwargs):
-        loads.append(kwargs)
+    def fake_load(name, load=None):
+        loads.append(load)
         return reader
 
     monkeypatch.setattr(Reader, "from_pretrained", staticmethod(fake_load))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.append((app, kwargs)))
     monkeypatch.setenv("SPANQA_SERVE_MAX_BATCH", "7")
     monkeypatch.setenv("SPANQA_SERVE_THREADS", str(SAME_THREADS))
-    serve.run_server("some-model", port=8123, device="cpu")
-    assert loads[-1] == {"device": "cpu"}  # "auto": the reader's own default
+    serve.run_server("some-model", port=8123, load=LoadOptions(device="cpu"))
+    assert loads[-1] == LoadOptions(device="cpu")  # passed whole to Reader.from_pretrained
     app, kwargs = served[-1]
     assert kwargs["port"] == 8123
     assert app.state.settings.max_batch == 7  # no settings given: from the environment
-    serve.run_server("some-model", settings=ServeSettings(max_batch=3, threads=SAME_THREADS), backend="onnx")
-    assert loads[-1] == {"device": None, "backend": "onnx"}
+    serve.run_server("some-model", settings=ServeSettings(max_batch=3, threads=SAME_THREADS), load=LoadOptions(backend="onnx", dtype="fp32"))
+    assert loads[-1] == LoadOptions(backend="onnx", dtype="fp32")
     assert served[-1][0].state.settings.max_batch == 3

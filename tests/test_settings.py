@@ -19,15 +19,15 @@ from spanqa import (
     WindowConfig,
     load_examples,
 )
-from spanqa.arguments import (
+from spanqa.core.config import DEFAULTS
+from spanqa.core.errors import ConfigError
+from spanqa.interfaces.cli import app
+from spanqa.jobs.arguments import (
     SpanQATrainingArguments,
     build_training_arguments,
     parse_train_args,
 )
-from spanqa.cli import app
-from spanqa.config import DEFAULTS
-from spanqa.errors import ConfigError
-from spanqa.training import train
+from spanqa.jobs.training import train
 
 FAST = {
     "max_length": 128, "stride": 32, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 16, "logging_steps": 5,
@@ -44,7 +44,7 @@ runner = CliRunner()
 def test_window_defaults_are_written_only_in_the_config(pattern):
     hits = [
         f"{path.name}:{n}"
-        for path in sorted(SRC.glob("*.py"))
+        for path in sorted(SRC.rglob("*.py"))
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if re.search(pattern, line)
     ]
@@ -53,20 +53,20 @@ def test_window_defaults_are_written_only_in_the_config(pattern):
 
 def test_every_default_follows_the_config():
     assert WindowConfig() == SpanQAConfig().window
-    assert DecodeConfig(allow_impossible=False) == SpanQAConfig().decode_config()
+    assert DecodeConfig(handle_impossible=False) == SpanQAConfig().decode_config()
     args = SpanQATrainingArguments(output_dir="x")
     for name in ("max_length", "stride", "max_question_tokens", "max_answer_length", "n_best"):
         assert getattr(args, name) == getattr(DEFAULTS, name), name
 
 
 def test_one_no_answer_rule_everywhere():
-    from spanqa.decode import abstains
+    from spanqa.stages.decode import abstains
 
     assert abstains(2.0, 1.0, 0.5) and not abstains(2.0, 1.0, 1.0) and not abstains(1.0, 2.0, 0.0)
     rule = re.compile(r"null_(score|odds)\s*(-\s*\w+\s*)?>\s*\w*threshold")
-    written = [(path.name, len(rule.findall(path.read_text(encoding="utf-8")))) for path in sorted(SRC.glob("*.py"))]
+    written = [(path.name, len(rule.findall(path.read_text(encoding="utf-8")))) for path in sorted(SRC.rglob("*.py"))]
     assert [(name, n) for name, n in written if n] == [("decode.py", 1)]  # inside abstains()
-    softmax = [path.name for path in sorted(SRC.glob("*.py")) if "np.exp(" in path.read_text(encoding="utf-8")]
+    softmax = [path.name for path in sorted(SRC.rglob("*.py")) if "np.exp(" in path.read_text(encoding="utf-8")]
     assert softmax == ["decode.py"]  # normalize_scores
 
 
@@ -104,8 +104,14 @@ def test_parser_types_values_from_every_source(tmp_path):
     config.write_text(json.dumps({"learning_rate": "1e-4", "epochs": 2, "report_to": ["none"], "save_total_limit": None}))
     data, args = parse_train_args(["--config", str(config), "--batch-size", "4", "--version-2", "-m", "some/model"])
     assert args.learning_rate == 1e-4 and args.num_train_epochs == 2.0 and args.per_device_train_batch_size == 4
-    assert args.version_2 is True and args.save_total_limit is None and data.model == "some/model"
+    assert args.handle_impossible is True and args.save_total_limit is None and data.model == "some/model"
     assert build_training_arguments({"learning_rate": "2e-5", "warmup": 0}).learning_rate == 2e-5
+    # version_2, the old name of handle_impossible, still works: on the command line, in a file, as a keyword.
+    old_name = tmp_path / "old.yaml"
+    old_name.write_text("version_2: false\n")
+    assert parse_train_args(["--config", str(old_name)])[1].handle_impossible is False
+    assert parse_train_args(["--handle-impossible"])[1].handle_impossible is True
+    assert build_training_arguments({"version_2": True}).handle_impossible is True
     with pytest.raises(ConfigError, match="invalid float value: 'abc'"):
         parse_train_args(["--learning_rate", "abc"])
     with pytest.raises(ConfigError, match="did you mean '--num_train_epochs'"):
@@ -145,7 +151,7 @@ def test_every_checkpoint_carries_the_runs_settings(kept_run):
     for folder in checkpoints:
         saved = SpanQAConfig.load(folder)
         assert (folder / "spanqa.json").is_file(), folder
-        assert saved.version_2 is True and saved.max_length == 128 and saved.stride == 32
+        assert saved.handle_impossible is True and saved.max_length == 128 and saved.stride == 32
 
 
 def test_best_checkpoint_abstains_exactly_as_the_final_model(kept_run, sample_dev):
@@ -195,7 +201,7 @@ def test_push_to_hub_happens_once_after_every_file_exists(tiny_bert_dir, sample_
     assert upload["repo_id"] == "me/model"
     assert {"spanqa.json", "metrics.json", "README.md", "model.safetensors", "config.json"} <= set(upload["files"])
     assert not any(name.startswith("checkpoint-") for name in upload["files"])
-    assert upload["spanqa"]["version_2"] is True and upload["metrics"]["f1"] >= 0
+    assert upload["spanqa"]["handle_impossible"] is True and upload["metrics"]["f1"] >= 0
     card = ModelCard(upload["card"])
     assert card.data.pipeline_tag == "question-answering"
     assert card.data.base_model is None  # a local folder is not a hub id
@@ -214,7 +220,7 @@ def test_push_to_hub_happens_once_after_every_file_exists(tiny_bert_dir, sample_
 def test_mixed_precision_follows_what_the_cpu_runs_fast(fast_bf16, expected, monkeypatch):
     import torch
 
-    import spanqa.devices as devices
+    import spanqa.runtime.devices as devices
 
     monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
     monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: fast_bf16)
@@ -229,7 +235,7 @@ def test_mixed_precision_follows_what_the_cpu_runs_fast(fast_bf16, expected, mon
 def test_gpu_precision_and_attention_choices(monkeypatch):
     import torch
 
-    import spanqa.devices as devices
+    import spanqa.runtime.devices as devices
 
     monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -246,7 +252,7 @@ def test_gpu_precision_and_attention_choices(monkeypatch):
 
 
 def test_serve_settings_from_the_command_line_and_environment(monkeypatch):
-    import spanqa.serve as serve
+    import spanqa.interfaces.serve as serve
 
     calls: list[dict] = []
     monkeypatch.setattr(serve, "run_server", lambda model, **kwargs: calls.append({"model": model, **kwargs}))
@@ -255,9 +261,9 @@ def test_serve_settings_from_the_command_line_and_environment(monkeypatch):
     assert res.exit_code == 0, res.output
     settings = calls[0]["settings"]
     assert (settings.max_batch, settings.threads, settings.max_wait_ms) == (7, 1, 2.0)  # command line, environment
-    assert calls[0]["backend"] == "onnx" and calls[0]["model"] == "my-model"
+    assert calls[0]["load"].backend == "onnx" and calls[0]["model"] == "my-model"
     res = runner.invoke(app, ["serve", "my-model", "--max-bach", "7"])
-    assert res.exit_code == 1 and "did you mean 'max_batch'" in res.output
+    assert res.exit_code == 2 and "--max-batch" in res.output  # a usage error, suggesting the option
     res = runner.invoke(app, ["serve", "--list-settings"])
     assert res.exit_code == 0 and "SPANQA_SERVE_MAX_BATCH" in res.output
 

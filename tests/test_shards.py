@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from spanqa.cli import app
-from spanqa.errors import ConfigError
-from spanqa.predict import parse_shard, shard_range
+from spanqa.core.errors import ConfigError
+from spanqa.interfaces.cli import app
+from spanqa.jobs.predict import parse_shard, shard_range
 
 runner = CliRunner()
 

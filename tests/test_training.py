@@ -14,9 +14,9 @@ from conftest import SUBJQA, XQUAD, needs_shared
 from typer.testing import CliRunner
 
 from spanqa import evaluate
-from spanqa.cli import app
-from spanqa.io import atomic_open
-from spanqa.training import SpanQATrainingArguments, find_resumable_checkpoint, train
+from spanqa.core.io import atomic_open
+from spanqa.interfaces.cli import app
+from spanqa.jobs.training import SpanQATrainingArguments, find_resumable_checkpoint, train
 
 FAST = dict(
     max_length=128,
@@ -59,7 +59,7 @@ def test_train_saves_standard_layout_and_evaluate_reproduces_metrics(tiny_bert_d
     assert config["null_threshold"] == saved["null_threshold"]  # tuned on the dev data (v2), applied by evaluate
     assert saved["default_threshold"]["null_threshold"] == 0.0
     assert saved["f1"] >= saved["default_threshold"]["f1"]
-    assert config["max_length"] == 128 and config["stride"] == 32 and config["version_2"] is True
+    assert config["max_length"] == 128 and config["stride"] == 32 and config["handle_impossible"] is True
     assert config["spanqa_version"] and config["data_fingerprint"]
     settings = json.loads((out / "train_config.json").read_text())
     assert settings["training"]["num_train_epochs"] == 2
@@ -95,7 +95,7 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     from transformers import TrainerCallback
-    from spanqa.training import train
+    from spanqa.jobs.training import train
 
     class KillAfterCheckpoint(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
@@ -231,7 +231,7 @@ def test_skip_impossible_trains_on_answerable_only(tiny_bert_dir, sample_train, 
     data = json.loads(Path(sample_train).read_text())
     answerable = sum(1 for a in data["data"] for p in a["paragraphs"] for q in p["qas"] if q["answers"])
     assert result.train_examples == answerable
-    assert result.config.version_2 is True  # the dev data still has unanswerable questions
+    assert result.config.handle_impossible is True  # the dev data still has unanswerable questions
 
 
 def test_training_arguments_subclass_adds_only_qa_fields():
@@ -241,7 +241,7 @@ def test_training_arguments_subclass_adds_only_qa_fields():
 
     added = {f.name for f in fields(SpanQATrainingArguments)} - {f.name for f in fields(TrainingArguments)}
     assert added == {
-        "max_length", "stride", "max_question_tokens", "max_answer_length", "n_best", "skip_impossible", "version_2",
+        "max_length", "stride", "max_question_tokens", "max_answer_length", "n_best", "skip_impossible", "handle_impossible",
         "eval_lang", "early_stopping_patience", "keep_checkpoints", "attention_dropout", "tune_null_threshold",
         "mixed_precision", "cache_features",
     }
@@ -256,7 +256,7 @@ DISTRIBUTED = textwrap.dedent(
     """
     import hashlib, json, os
     import torch
-    from spanqa.training import train
+    from spanqa.jobs.training import train
 
     from transformers import TrainerCallback
 
@@ -308,7 +308,7 @@ def test_torchrun_two_cpu_processes_agree(tiny_bert_dir, sample_train, sample_de
 
 @needs_shared(XQUAD)
 def test_cli_trains_on_xquad_article_split(tiny_bert_dir, tmp_path):
-    from spanqa.data import load_examples, save_examples, split_by_title
+    from spanqa.stages.data import load_examples, save_examples, split_by_title
 
     head, tail = split_by_title(load_examples(XQUAD / "xquad.en.json"), 36)
     save_examples(head.examples[:60], tmp_path / "train.json")
@@ -340,8 +340,8 @@ def test_cli_trains_on_subjqa_csv_with_mapping(tiny_bert_dir, tmp_path):
 @pytest.mark.integration
 def test_default_model_trains_saves_and_reloads(tmp_path):
     """The embedded default (minilm) through the whole path, kept short: a few steps on sample questions."""
-    from spanqa.data import load_examples
-    from spanqa.training import sample_data_path
+    from spanqa.jobs.training import sample_data_path
+    from spanqa.stages.data import load_examples
 
     train_set = load_examples(sample_data_path("train"))
     dev_set = load_examples(sample_data_path("dev"))
@@ -362,9 +362,9 @@ def test_evaluation_keeps_window_order_with_length_grouped_training(tiny_bert_di
     """transformers shuffles eval batches under group_by_length; spanqa's Trainer must not."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from spanqa.data import load_examples
-    from spanqa.features import WindowConfig, build_features
-    from spanqa.training import SpanQATrainer
+    from spanqa.jobs.training import SpanQATrainer
+    from spanqa.stages.data import load_examples
+    from spanqa.stages.features import WindowConfig, build_features
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
     features = build_features(load_examples(sample_dev).examples, tokenizer, WindowConfig(128, 32))
@@ -381,14 +381,14 @@ def test_evaluator_refuses_predictions_out_of_window_order(tiny_bert_dir, sample
     import numpy as np
     from transformers import AutoTokenizer
 
-    from spanqa.data import load_examples
-    from spanqa.decode import DecodeConfig
-    from spanqa.features import WindowConfig, build_features
-    from spanqa.training import QAEvaluator
+    from spanqa.jobs.training import QAEvaluator
+    from spanqa.stages.data import load_examples
+    from spanqa.stages.decode import DecodeConfig
+    from spanqa.stages.features import WindowConfig, build_features
 
     examples = load_examples(sample_dev).examples
     features = build_features(examples, AutoTokenizer.from_pretrained(tiny_bert_dir), WindowConfig(128, 32))
-    evaluator = QAEvaluator(examples, features, DecodeConfig(allow_impossible=True), version_2=True)
+    evaluator = QAEvaluator(examples, features, DecodeConfig(handle_impossible=True), version_2=True)
     logits = np.zeros((len(features), int(features.lengths.max())))
     in_order = SimpleNamespace(predictions=(logits, logits), label_ids=(features.start_positions, features.end_positions))
     assert "f1" in evaluator(in_order)
@@ -430,3 +430,47 @@ def test_same_seed_trains_the_same_model_from_a_bare_encoder(bare_encoder_dir, s
     assert runs["a"].history  # it trained
     assert _weights_digest(tmp_path / "a") == _weights_digest(tmp_path / "b")
     assert _weights_digest(tmp_path / "a") != _weights_digest(tmp_path / "c")
+
+
+def test_data_options_travel_with_the_data(tiny_bert_dir, tmp_path):
+    from spanqa.core.errors import ConfigError
+    from spanqa.stages.data import DataSource
+
+    with pytest.raises(ConfigError, match="'columns' describes the data: pass train_data/eval_data as DataSource"):
+        train(str(tiny_bert_dir), "train.csv", columns={"context": "review"}, output_dir=str(tmp_path / "o"))
+    csv = tmp_path / "train.csv"
+    csv.write_text("question,review,answer,answer_start\nWho?,Ann wrote it.,Ann,0\n")
+    with pytest.raises(Exception, match="column 'reviw' \\(for context\\) not found"):
+        train(str(tiny_bert_dir), DataSource.of(csv, "context=reviw"), output_dir=str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+# A one-step run with small windows: what the tests below need of training.
+ONE_STEP = {
+    "max_length": 128, "stride": 32, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 16, "logging_steps": 5,
+    "learning_rate": 1e-3, "seed": 7,
+}
+
+
+def test_overwrite_replaces_the_whole_earlier_run(tiny_bert_dir, sample_train, sample_dev, tmp_path):
+    out = tmp_path / "model"
+    train(str(tiny_bert_dir), sample_train, sample_dev, output_dir=str(out), max_steps=1, **ONE_STEP)
+    assert (out / "metrics.json").is_file() and (out / "eval").is_dir()
+    train(str(tiny_bert_dir), sample_train, output_dir=str(out), max_steps=1, overwrite=True, **ONE_STEP)  # no eval data this time
+    assert not (out / "metrics.json").exists() and not (out / "eval").exists()
+    assert (out / "model.safetensors").is_file()
+
+
+def test_explicit_learning_rate_equal_to_the_small_model_default_is_kept(tiny_bert_dir, sample_train, tmp_path, monkeypatch):
+    from spanqa.jobs import training
+
+    monkeypatch.setattr(training, "_auto_learning_rate", lambda n: 5e-5)  # as for a model over 40M parameters
+    settings = {**ONE_STEP, "learning_rate": 2e-4}
+    train(str(tiny_bert_dir), sample_train, output_dir=str(tmp_path / "a"), max_steps=1, **settings)
+    assert json.loads((tmp_path / "a" / "train_config.json").read_text())["training"]["learning_rate"] == 2e-4
+    args = SpanQATrainingArguments(output_dir=str(tmp_path / "c"), max_steps=1, **settings)  # the same, as an object
+    train(str(tiny_bert_dir), sample_train, args=args)
+    assert json.loads((tmp_path / "c" / "train_config.json").read_text())["training"]["learning_rate"] == 2e-4
+    unset = {k: v for k, v in ONE_STEP.items() if k != "learning_rate"}
+    train(str(tiny_bert_dir), sample_train, output_dir=str(tmp_path / "b"), max_steps=1, **unset)
+    assert json.loads((tmp_path / "b" / "train_config.json").read_text())["training"]["learning_rate"] == 5e-5

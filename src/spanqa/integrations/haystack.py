@@ -29,10 +29,11 @@ import logging
 from pathlib import Path
 from typing import Any, get_args
 
-from ..backends import BackendName
-from ..decode import Span
-from ..errors import ConfigError
-from ..reader import Reader
+from spanqa.core.errors import ConfigError
+from spanqa.reading.options import AnswerOptions
+from spanqa.reading.reader import Reader
+from spanqa.runtime.backends import BackendName
+from spanqa.stages.decode import Span
 
 _INSTALL = "pip install 'spanqa[haystack]'"
 
@@ -52,16 +53,12 @@ logger = logging.getLogger(__name__)
 
 
 def _check_limits(top_k: int | None, score_threshold: float | None) -> None:
-    """Refuse a ``top_k`` that is not a positive integer or a ``score_threshold`` outside [0, 1] (None: unset).
+    """Refuse a ``top_k`` or ``score_threshold`` the reader's answer options refuse (None: unset).
 
     Raises:
         ConfigError: naming the setting and the value.
     """
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
-    # Scores are probabilities, so a threshold outside [0, 1] keeps everything or nothing: surely a mistake.
-    if score_threshold is not None and (isinstance(score_threshold, bool) or not 0.0 <= score_threshold <= 1.0):
-        raise ConfigError(f"score_threshold must be a probability between 0 and 1, got {score_threshold!r}")
+    AnswerOptions.of(top_k=top_k, score_threshold=score_threshold)
 
 
 @component
@@ -219,23 +216,21 @@ class SpanQAReader:
         # with_settings shares the loaded model, so per-call window settings cost no reload; None
         # keeps what warm_up loaded (the component's settings, else the model's).
         reader = self._reader.with_settings(batch_size=max_batch_size, max_length=max_seq_length, stride=stride)
-        result = reader(
-            query,
-            documents=[doc.content or "" for doc in usable],
+        options = AnswerOptions(
             top_k=top_k,
             max_answer_length=self.max_answer_length if max_answer_length is None else max_answer_length,
             # None: the model abstains by its own rule, as trained; without the entry no decision is needed.
             handle_impossible=None if no_answer else False,
         )
+        result = reader(query, documents=[doc.content or "" for doc in usable], options=options)
+        ranked = result.with_no_answer() if no_answer else list(result.answers)
         # Given documents=, every span names its document (an index into usable); "or 0" only satisfies mypy.
-        answers = [self._extracted(query, span, usable[span.document or 0]) for span in result.answers]
-        if no_answer:
-            nothing = ExtractedAnswer(query=query, score=result.no_answer_score, data=None, document=None, meta={})
-            if result.is_impossible:
-                # The model's tuned threshold can abstain though a span scores higher: its decision leads.
-                answers.insert(0, nothing)
-            else:
-                answers = sorted([*answers, nothing], key=lambda answer: answer.score, reverse=True)
+        answers = [
+            ExtractedAnswer(query=query, score=result.no_answer_score, data=None, document=None, meta={})
+            if span is None
+            else self._extracted(query, span, usable[span.document or 0])
+            for span in ranked
+        ]
         if score_threshold is not None:
             answers = [answer for answer in answers if answer.score >= score_threshold]
         return {"answers": answers}

@@ -1,0 +1,1 @@
+"""Interfaces: the command line, the HTTP server and the transformers-compatible pipeline, thin over the layers below."""
