@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from spanqa.core.errors import OutputError, SpanQAError
+from spanqa.core.errors import DataError, OutputError, SpanQAError
 
 __all__ = [
     "atomic_open",
@@ -306,8 +306,6 @@ def finite_json(obj: Any) -> Any:
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Parse a JSON file; a folder, non-UTF-8 bytes or invalid JSON raise DataError naming the file."""
-    from spanqa.core.errors import DataError
-
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)

@@ -17,7 +17,9 @@ from typing import Any, Optional, TypeVar
 import typer
 
 from spanqa.core.config import DEFAULTS
-from spanqa.core.errors import SpanQAError
+from spanqa.core.errors import ConfigError, DataError, SpanQAError
+from spanqa.core.io import check_new_file, describe_os_error, read_json, write_json
+from spanqa.core.version import __version__
 
 __all__ = ["app", "main"]
 
@@ -49,8 +51,6 @@ def user_errors(func: F) -> F:
             typer.echo(f"error: {err.filename or err}: file not found", err=True)
             raise typer.Exit(1) from None
         except OSError as err:  # a full disk, a read-only folder, a folder given as a file, ...
-            from spanqa.core.io import describe_os_error
-
             typer.echo(f"error: {describe_os_error(err)}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -112,40 +112,77 @@ MismatchOpt = typer.Option(
     help="Answers whose text is not at their offset: 'repair' (search nearby, skip if not found), "
     "'trust' (keep the offsets, take the text from the context) or 'skip'.",
 )
-HandleImpossibleOpt = typer.Option(
-    None, "--handle-impossible/--always-answer", help="Allow 'no answer' (default: as the model was trained)."
-)
 LangOpt = typer.Option(
     "squad", "--lang", help="Answer normalisation: 'squad' (official English script) or a language code (MLQA rules: en, es, de, ar, hi, zh, el, ...)."
 )
-BackendOpt = typer.Option(
-    "auto", "--backend", help="What runs the model: 'auto' (ONNX Runtime for a `spanqa export` folder, else PyTorch), 'torch' or 'onnx'."
-)
-ScoreThresholdOpt = typer.Option(
-    None, "--score-threshold", help="Drop answers whose score (probability) is below this; none left means 'no answer' (default: the model's)."
-)
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace the results of an earlier run at the output path.")
-DtypeOpt = typer.Option(
-    None, "--dtype", help="PyTorch precision: bf16, fp16 or fp32 (default: bf16 on GPUs that support it, else fp32)."
-)
-DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: cuda if available).")
-BatchSizeOpt = typer.Option(32, "--batch-size", help="Windows per forward pass.")
-TopKOpt = typer.Option(1, "--top-k", help="Answers kept per question.")
 MaxAnswerLengthOpt = typer.Option(None, "--max-answer-length", help="Longest answer in tokens (default: the model's spanqa.json).")
 
 
-def _load_options(device: str | None, backend: str, dtype: str | None, batch_size: int = 32) -> Any:
-    """The :class:`~spanqa.runtime.options.LoadOptions` of a command's --device, --backend, --dtype, --batch-size."""
-    from spanqa.runtime.options import LoadOptions
+# Python types of the option classes' fields (their annotations are strings here), as typer reads them.
+_CLI_TYPES: dict[str, Any] = {
+    "int": int,
+    "int | None": Optional[int],
+    "float | None": Optional[float],
+    "bool | None": Optional[bool],
+    "str | None": Optional[str],
+    "BackendName": str,
+    "Precision | None": Optional[str],
+}
 
-    return LoadOptions(device=device, backend=backend, dtype=dtype, batch_size=batch_size)  # type: ignore[arg-type]  # checked there
+
+def _field_options(options_class: type, panel: str) -> list[Any]:
+    """One ``--name`` option per field of a frozen options class (``AnswerOptions``, ``LoadOptions``),
+    declared once there: default, type and help (``metadata["help"]``, and ``metadata["flag"]`` for
+    an on/off pair); they reach the command in its ``**options``."""
+    import dataclasses
+    import inspect
+
+    parameters = []
+    for item in dataclasses.fields(options_class):
+        names = item.metadata.get("flag", f"--{item.name.replace('_', '-')}")
+        option = typer.Option(item.default, names, help=item.metadata["help"], rich_help_panel=panel)
+        parameters.append(inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=_CLI_TYPES[str(item.type)]))
+    return parameters
 
 
-def _answer_options(top_k: int, max_answer_length: int | None, handle_impossible: bool | None, score_threshold: float | None) -> Any:
-    """The :class:`~spanqa.reading.options.AnswerOptions` of a command's answer options."""
+def _answer_option_parameters() -> list[Any]:
     from spanqa.reading.options import AnswerOptions
 
-    return AnswerOptions(top_k=top_k, max_answer_length=max_answer_length, handle_impossible=handle_impossible, score_threshold=score_threshold)
+    return _field_options(AnswerOptions, "Answer options")
+
+
+def _load_option_parameters() -> list[Any]:
+    from spanqa.runtime.options import LoadOptions
+
+    return _field_options(LoadOptions, "Model loading")
+
+
+def _with_options(*groups: Callable[[], list[Any]]) -> Callable[[F], F]:
+    """The command also takes the options of ``groups``: its ``**options`` become those parameters."""
+    import inspect
+
+    def decorate(command: F) -> F:
+        signature = inspect.signature(command)
+        fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        command.__signature__ = signature.replace(parameters=[*fixed, *(p for group in groups for p in group())])  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+def _load_options(values: dict[str, Any]) -> Any:
+    """The :class:`~spanqa.runtime.options.LoadOptions` among a command's ``**options``."""
+    from spanqa.runtime.options import LOAD_OPTION_NAMES, LoadOptions
+
+    return LoadOptions(**{name: values[name] for name in LOAD_OPTION_NAMES})
+
+
+def _answer_options(values: dict[str, Any]) -> Any:
+    """The :class:`~spanqa.reading.options.AnswerOptions` among a command's ``**options``."""
+    from spanqa.reading.options import ANSWER_OPTION_NAMES, AnswerOptions
+
+    return AnswerOptions(**{name: values[name] for name in ANSWER_OPTION_NAMES})
 
 
 @app.command()
@@ -163,7 +200,6 @@ def score(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Score a predictions file against gold data with the official SQuAD v1.1/v2.0 definitions."""
-    from spanqa.core.io import check_new_file, read_json, write_json
     from spanqa.stages.metrics import score_predictions
 
     if out_file:
@@ -180,8 +216,6 @@ def score(
 
 
 def _read_mapping(path: Path, read_json: Callable[[Path], Any], kind: type) -> dict[str, Any]:
-    from spanqa.core.errors import DataError
-
     obj = read_json(path)  # names the file when it is a folder, not UTF-8 or not JSON
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a JSON object {{id: value}}, got a JSON {type(obj).__name__}")
@@ -194,6 +228,7 @@ def _read_mapping(path: Path, read_json: Callable[[Path], Any], kind: type) -> d
 
 
 @app.command("evaluate")
+@_with_options(_load_option_parameters)
 @user_errors
 def evaluate_cmd(
     model: str = typer.Option(..., "--model", "-m", help="Model folder, alias (minilm) or hub id."),
@@ -204,11 +239,12 @@ def evaluate_cmd(
     on_mismatch: str = MismatchOpt,
     version_2: Optional[bool] = typer.Option(None, "--version-2/--version-1", help="Allow 'no answer' (default: detected from the data)."),
     lang: str = LangOpt,
-    batch_size: int = BatchSizeOpt,
     max_length: Optional[int] = typer.Option(None, help=f"Window length in tokens (default: the model's spanqa.json, else {DEFAULTS.max_length})."),
     stride: Optional[int] = typer.Option(None, help=f"Overlap between windows in tokens (default: spanqa.json, else {DEFAULTS.stride})."),
     n_best: Optional[int] = typer.Option(None, help=f"Candidates kept per question (default: spanqa.json, else {DEFAULTS.n_best})."),
-    max_answer_length: Optional[int] = MaxAnswerLengthOpt,
+    max_answer_length: Optional[int] = typer.Option(
+        None, help=f"Longest answer in tokens (default: spanqa.json, else {DEFAULTS.max_answer_length})."
+    ),
     null_threshold: Optional[float] = typer.Option(
         None, help=f"Answer 'no answer' when null score - best score exceeds this (v2; default: spanqa.json, else {DEFAULTS.null_threshold:g})."
     ),
@@ -224,10 +260,8 @@ def evaluate_cmd(
         None, "--index", help="Also ask every question of a `spanqa index` folder: retrieval recall@1/5/20 and end-to-end EM/F1 beside the gold passage's."
     ),
     passages: int = typer.Option(10, "--passages", min=1, help="With --index: how many retrieved passages the model reads."),
-    device: Optional[str] = DeviceOpt,
-    backend: str = BackendOpt,
-    dtype: Optional[str] = DtypeOpt,
     overwrite: bool = OverwriteOpt,
+    **options: Any,
 ) -> None:
     """Run a QA model over a dataset; write predictions, n-best, null odds and metrics."""
     from spanqa.jobs.evaluate import EvaluationSteps, evaluate
@@ -238,7 +272,7 @@ def evaluate_cmd(
     )
     source = DataSource.of(data, columns, no_answer_marker, on_mismatch=on_mismatch, version_2=version_2)
     settings = {"max_length": max_length, "stride": stride, "n_best": n_best, "max_answer_length": max_answer_length, "null_threshold": null_threshold}
-    load = _load_options(device, backend, dtype, batch_size)
+    load = _load_options(options)
     result = evaluate(model, source, load=load, settings=settings, steps=steps, output_dir=output_dir, overwrite=overwrite, progress=True)
     typer.echo(json.dumps(result.metrics, indent=2))
     if result.tuning is not None:
@@ -347,7 +381,6 @@ def data_convert(
 def _write_parts(source: Any, targets: list[Path], parts: Callable[[Any], list[list[Any]]], overwrite: bool) -> list[int]:
     """Read ``source``, cut it into ``parts`` and save each part to its target (any layout the data stage
     writes); every target is checked before the data is read. Returns each part's number of questions."""
-    from spanqa.core.io import check_new_file
     from spanqa.stages.data import save_examples
 
     for target in targets:
@@ -388,37 +421,29 @@ def train_cmd(ctx: typer.Context) -> None:
 
 
 @app.command()
+@_with_options(_answer_option_parameters, _load_option_parameters)
 @user_errors
 def ask(
     model: str = typer.Argument(..., help="Model folder, alias or hub id."),
     question: str = typer.Argument(..., help="The question."),
     context: Optional[str] = typer.Option(None, "--context", help="The text to answer from."),
     context_file: Optional[Path] = typer.Option(None, "--context-file", help="Read the text from this file (any length)."),
-    top_k: int = TopKOpt,
-    max_answer_length: Optional[int] = MaxAnswerLengthOpt,
-    handle_impossible: Optional[bool] = HandleImpossibleOpt,
-    score_threshold: Optional[float] = ScoreThresholdOpt,
-    batch_size: int = BatchSizeOpt,
-    device: Optional[str] = DeviceOpt,
-    backend: str = BackendOpt,
-    dtype: Optional[str] = DtypeOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     index: Optional[Path] = typer.Option(None, "--index", help="Answer from the passages of this `spanqa index` folder instead of one text."),
     passages: int = typer.Option(10, "--passages", min=1, help="With --index: how many retrieved passages the model reads."),
+    **options: Any,
 ) -> None:
     """Answer one question from a text given inline or in a file, or from a document index (--index)."""
-    from spanqa.core.errors import ConfigError
     from spanqa.reading.reader import Reader
 
-    options = _answer_options(top_k, max_answer_length, handle_impossible, score_threshold)
-    load = _load_options(device, backend, dtype, batch_size)
+    answer, load = _answer_options(options), _load_options(options)
     if index is not None:
         if context is not None or context_file is not None:
             raise ConfigError("--index answers from the index; drop --context / --context-file")
-        _ask_index(model, question, index, passages, options, load, as_json)
+        _ask_index(model, question, index, passages, answer, load, as_json)
         return
     text = _context_text(context, context_file)
-    result = Reader.from_pretrained(model, load)(question, text, options=options)
+    result = Reader.from_pretrained(model, load)(question, text, options=answer)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
         return
@@ -431,8 +456,6 @@ def ask(
 
 def _context_text(context: str | None, context_file: Path | None) -> str:
     """The text of `ask`'s --context or --context-file (exactly one of them)."""
-    from spanqa.core.errors import ConfigError
-
     if (context is None) == (context_file is None):
         raise ConfigError("give the text with exactly one of --context TEXT or --context-file FILE")
     if context is not None:
@@ -490,20 +513,13 @@ def index_cmd(
     typer.echo(f"indexed {built.manifest['passages']} passages of {built.manifest['documents']} documents in {out}")
 
 @app.command()
+@_with_options(_answer_option_parameters, _load_option_parameters)
 @user_errors
 def predict(
     model: str = typer.Argument(..., help="Model folder, alias or hub id."),
     data: str = typer.Argument(..., help="Questions with contexts: any layout the data stage reads (answers not needed)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output JSONL file, one line per question."),
     columns: Optional[str] = ColumnsOpt,
-    top_k: int = TopKOpt,
-    max_answer_length: Optional[int] = MaxAnswerLengthOpt,
-    handle_impossible: Optional[bool] = HandleImpossibleOpt,
-    score_threshold: Optional[float] = ScoreThresholdOpt,
-    batch_size: int = BatchSizeOpt,
-    device: Optional[str] = DeviceOpt,
-    backend: str = BackendOpt,
-    dtype: Optional[str] = DtypeOpt,
     shard: Optional[str] = typer.Option(
         None, "--shard", help="i/n: answer only the i-th of n equal, consecutive parts (from 0), e.g. one task of a Slurm array or Kubernetes indexed job."
     ),
@@ -515,16 +531,15 @@ def predict(
     num_actors: int = typer.Option(1, "--num-actors", min=1, help="With --engine ray: model copies answering in parallel."),
     questions_per_batch: int = typer.Option(64, "--questions-per-batch", min=1, help="With --engine ray: questions per Ray batch (one shared pass)."),
     output_format: str = typer.Option("jsonl", "--format", help="With --engine ray: jsonl (the lines of the local engine) or parquet."),
+    **options: Any,
 ) -> None:
     """Answer every question of a data file; JSONL out, streamed, with a progress bar; resumable; or on Ray (--engine ray)."""
-    from spanqa.core.errors import ConfigError
     from spanqa.stages.data import DataSource
 
     if engine not in ("local", "ray"):
         raise ConfigError(f"unknown engine {engine!r}; use local or ray")
     # What both engines ask every question with, how they load the model and read the data.
-    options = _answer_options(top_k, max_answer_length, handle_impossible, score_threshold)
-    load = _load_options(device, backend, dtype, batch_size)
+    answer, load = _answer_options(options), _load_options(options)
     source = DataSource.of(data, columns)
     if engine == "ray":
         from spanqa.jobs.ray_predict import RayRun, predict_with_ray
@@ -532,7 +547,7 @@ def predict(
         if shard is not None or resume:
             raise ConfigError("--shard and --resume are for the local engine; Ray splits and retries the work itself")
         run = RayRun(num_actors=num_actors, batch_size=questions_per_batch, output_format=output_format, overwrite=overwrite)  # type: ignore[arg-type]
-        count = predict_with_ray(model, source, out, options, load, run)
+        count = predict_with_ray(model, source, out, answer, load, run)
         typer.echo(f"wrote {count} predictions to {out}/")
         return
     from spanqa.jobs.predict import PredictRun, check_output, parse_shard, predict_file
@@ -540,7 +555,7 @@ def predict(
 
     run_local = PredictRun(shard=parse_shard(shard) if shard is not None else None, progress=True, resume=resume, overwrite=overwrite)
     check_output(out, resume=resume, overwrite=overwrite)  # before the model loads
-    count = predict_file(Reader.from_pretrained(model, load), source, out, options, run_local)
+    count = predict_file(Reader.from_pretrained(model, load), source, out, answer, run_local)
     typer.echo(f"wrote {count} predictions to {out}")
 
 
@@ -556,7 +571,6 @@ def export_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists and is not empty."),
 ) -> None:
     """Export a model for ONNX Runtime; `ask`, `predict`, `evaluate` and `serve` load the folder like any model."""
-    from spanqa.core.errors import ConfigError
     from spanqa.jobs.export import export_onnx
 
     if not onnx:
@@ -595,35 +609,21 @@ def _serve_setting_parameters() -> list[Any]:
     return parameters
 
 
-def _with_serve_settings(command: F) -> F:
-    """``command`` taking every server setting as an option: its ``**settings`` become :func:`_serve_setting_parameters`."""
-    import inspect
-
-    signature = inspect.signature(command)
-    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    command.__signature__ = signature.replace(parameters=[*fixed, *_serve_setting_parameters()])  # type: ignore[attr-defined]
-    return command
-
-
 @app.command(
     epilog="Each server setting can also be set as SPANQA_SERVE_<NAME> in the environment (SPANQA_SERVE_MAX_BATCH=64); "
     "an option given here beats the variable.",
 )
-@_with_serve_settings
+@_with_options(_load_option_parameters, _serve_setting_parameters)
 @user_errors
 def serve(
     model: Optional[str] = typer.Argument(None, help="Model folder (PyTorch safetensors or `spanqa export` ONNX), alias or hub id."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port (0: any free port)."),
-    device: Optional[str] = DeviceOpt,
-    backend: str = BackendOpt,
-    dtype: Optional[str] = DtypeOpt,
-    batch_size: int = BatchSizeOpt,
     list_settings: bool = typer.Option(False, "--list-settings", help="Print the server settings with their defaults and exit."),
     index: Optional[Path] = typer.Option(
         None, "--index", help="Answer questions sent without a context from the passages of this `spanqa index` folder."
     ),
-    **settings: Optional[str],
+    **options: Any,
 ) -> None:
     """Serve the model over HTTP: POST /answer, GET /health, /metrics, /docs, and a web page at /."""
     from spanqa.interfaces.serve import ENV_PREFIX, ServeSettings, run_server, serve_settings
@@ -634,11 +634,11 @@ def serve(
             typer.echo(f"--{name.replace('_', '-')} / {ENV_PREFIX}{name.upper()} (default {default}): {info.description}")
         return
     if model is None:
-        from spanqa.core.errors import ConfigError
-
         raise ConfigError("give the model to serve: spanqa serve MODEL (a folder, alias such as minilm, or hub id)")
-    server_settings = serve_settings(**settings)  # explicit options beat SPANQA_SERVE_* (None: not given)
-    run_server(model, host=host, port=port, settings=server_settings, load=_load_options(device, backend, dtype, batch_size), index=index)
+    load = _load_options(options)
+    # explicit options beat SPANQA_SERVE_* (None: not given)
+    server_settings = serve_settings(**{name: value for name, value in options.items() if name in ServeSettings.model_fields})
+    run_server(model, host=host, port=port, settings=server_settings, load=load, index=index)
 
 
 @data_app.command("split")
@@ -656,7 +656,6 @@ def data_split(
     """Split by article so no paragraph is in both parts (e.g. XQuAD: 36 to train, 12 to evaluate)."""
 
     def by_article(dataset: Any) -> list[list[Any]]:
-        from spanqa.core.errors import ConfigError
         from spanqa.stages.data import split_by_title
 
         first, rest = split_by_title(dataset, articles)
@@ -671,8 +670,6 @@ def data_split(
 @app.command()
 def version() -> None:
     """Print the spanqa version."""
-    from spanqa.core.version import __version__
-
     typer.echo(__version__)
 
 

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spanqa.core.config import DEFAULTS
+from spanqa.core.config import DEFAULTS, SpanQAConfig
 from spanqa.core.errors import ConfigError, did_you_mean
 from spanqa.reading.options import AnswerOptions
 from spanqa.reading.reader import QARequest, Reader, ReaderResult
@@ -350,7 +350,6 @@ def _reader(
     backend: BackendName,
     dtype: Precision | None,
 ) -> Reader:
-    from spanqa.core.config import SpanQAConfig
     from spanqa.runtime.models import load_tokenizer
 
     if isinstance(model, Reader):

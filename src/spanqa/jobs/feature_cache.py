@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from spanqa.core.io import atomic_open
+from spanqa.core.version import __version__
 from spanqa.stages.data import QAExample, examples_fingerprint
 from spanqa.stages.features import Features, WindowConfig, build_features
 
@@ -44,8 +45,6 @@ def features_key(examples: Sequence[QAExample], tokenizer: PreTrainedTokenizerBa
         tokenizer: A fast tokenizer.
         window: Window settings.
     """
-    from spanqa.core.version import __version__
-
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
     parts = [

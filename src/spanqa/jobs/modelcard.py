@@ -27,6 +27,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from spanqa.core.errors import ConfigError
 from spanqa.core.io import atomic_open
+from spanqa.core.version import __version__
 from spanqa.stages.data import FILE_SUFFIXES
 
 __all__ = [
@@ -455,8 +456,6 @@ def build_model_card(data: SpanQAModelCardData) -> ModelCard:
         A :class:`huggingface_hub.ModelCard` whose text re-parses to the same metadata.
     """
     if not data.spanqa_version:
-        from spanqa.core.version import __version__
-
         data = replace(data, spanqa_version=__version__)
     base_id = hub_base_model(data.base_model)
     datasets: list[str] = []

@@ -30,6 +30,8 @@ import numpy as np
 
 from spanqa.core.config import SpanQAConfig, WindowConfig
 from spanqa.core.errors import ConfigError, DataError, first_line, near_path
+from spanqa.core.io import atomic_open, check_new_file, read_json
+from spanqa.core.version import __version__
 from spanqa.jobs.evaluation_files import REPORT_FIGURES, REPORT_NAME, is_report_file, read_prediction_files
 from spanqa.jobs.scoring import ThresholdCurve, ThresholdTuning, null_threshold_curve, score_decoded, tune_null_threshold
 from spanqa.stages.data import QADataset, QAExample
@@ -234,8 +236,6 @@ def _context_breakdowns(examples: Sequence[QAExample], questions: Sequence[Quest
 
 
 def _read_object(path: Path) -> dict[str, Any]:
-    from spanqa.core.io import read_json
-
     if not path.is_file():
         return {}
     obj = read_json(path)
@@ -746,8 +746,6 @@ def render_html(report: RunReport, figures: Mapping[str, bytes]) -> str:
         report: What :func:`collect_report` found.
         figures: PNG bytes by name (:func:`draw_figures`).
     """
-    from spanqa.core.version import __version__
-
     notes = "".join(f'<p class="note">{_e(note)}</p>' for note in report.notes)
     training = _image(figures, "training", "Training loss and dev EM/F1 per evaluation step") or '<p class="note">No training history to draw.</p>'
     tables = "".join(_breakdown_table(table) for table in report.breakdowns)
@@ -825,8 +823,6 @@ def write_report(
         OutputError: ``out`` is a folder, or a file other than a spanqa report (without ``overwrite``).
         DataError, ConfigError: see :func:`collect_report`.
     """
-    from spanqa.core.io import atomic_open, check_new_file
-
     target = Path(out) if out is not None else Path(run_dir) / REPORT_NAME
     check_new_file(target, overwrite, expected="an .html file name", owned=_is_spanqa_report, owned_name="a spanqa report")
     report = collect_report(run_dir, **options)

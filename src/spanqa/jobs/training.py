@@ -27,6 +27,7 @@ from transformers import Trainer
 from spanqa.core.config import SpanQAConfig
 from spanqa.core.errors import ConfigError, ModelError, first_line
 from spanqa.core.io import share_files, write_json
+from spanqa.core.version import __version__
 from spanqa.jobs.arguments import SpanQATrainingArguments, TrainDataArguments, build_training_arguments, load_config_file
 from spanqa.jobs.feature_cache import cached_features, default_cache_dir
 from spanqa.jobs.modelcard import SpanQAModelCardData, build_model_card, push_model_folder, write_model_card
@@ -583,7 +584,6 @@ def card_data(
         seconds: Training time.
         report: The run's report, whose figure and tables the card shows.
     """
-    from spanqa.core.version import __version__
     from spanqa.jobs.report import breakdown_markdown
 
     training = settings["training"]

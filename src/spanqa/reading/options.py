@@ -10,7 +10,7 @@ adding its field here and reading it where it is used, nothing else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from spanqa.core.config import SpanQAConfig
@@ -22,6 +22,9 @@ __all__ = ["AnswerOptions", "split_answer_options"]
 @dataclass(frozen=True)
 class AnswerOptions:
     """The options of one question's answers; None takes the model's ``spanqa.json`` value.
+
+    Each field's ``metadata["help"]`` is its one-line description: the command line's options
+    (``spanqa ask``, ``spanqa predict``) are made from the fields, so a new field is a new option.
 
     Attributes:
         top_k: How many ranked answers to return.
@@ -38,12 +41,20 @@ class AnswerOptions:
             check: every interface refuses the same values with the same words).
     """
 
-    top_k: int = 1
-    max_answer_length: int | None = None
-    handle_impossible: bool | None = None
-    score_threshold: float | None = None
-    overlap_threshold: float | None = None
-    align_to_words: bool | None = None
+    top_k: int = field(default=1, metadata={"help": "Answers kept per question."})
+    max_answer_length: int | None = field(default=None, metadata={"help": "Longest answer in tokens (default: the model's)."})
+    handle_impossible: bool | None = field(
+        default=None, metadata={"help": "Allow 'no answer' (default: as the model was trained).", "flag": "--handle-impossible/--always-answer"}
+    )
+    score_threshold: float | None = field(
+        default=None, metadata={"help": "Drop answers scoring (probability) below this; none left means 'no answer' (default: the model's)."}
+    )
+    overlap_threshold: float | None = field(
+        default=None, metadata={"help": "Drop answers overlapping a better one by more than this share; 1 keeps all (default: the model's)."}
+    )
+    align_to_words: bool | None = field(
+        default=None, metadata={"help": "Widen answers to whole words (default: the model's).", "flag": "--align-to-words/--no-align-to-words"}
+    )
 
     def __post_init__(self) -> None:
         if not _is_count(self.top_k):

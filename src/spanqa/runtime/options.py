@@ -7,7 +7,7 @@ to :meth:`~spanqa.reading.reader.Reader.from_pretrained`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from spanqa.core.errors import ConfigError, did_you_mean
@@ -20,6 +20,9 @@ __all__ = ["LoadOptions", "LOAD_OPTION_NAMES"]
 class LoadOptions:
     """Where and how a model runs.
 
+    Each field's ``metadata["help"]`` is its one-line description: every command that loads a model
+    takes the fields as options (``--device``, ``--backend``, ``--dtype``, ``--batch-size``).
+
     Attributes:
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; None: CUDA when available for PyTorch, the CPU for ONNX.
         backend: ``auto`` (ONNX Runtime for a ``spanqa export`` folder, else PyTorch), ``torch`` or ``onnx``.
@@ -31,10 +34,14 @@ class LoadOptions:
         ConfigError: an unknown backend or dtype, or a batch size that is not a positive integer.
     """
 
-    device: str | None = None
-    backend: BackendName = "auto"
-    dtype: Precision | None = None
-    batch_size: int = 32
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, mps (default: cuda if available)."})
+    backend: BackendName = field(
+        default="auto", metadata={"help": "What runs the model: auto (ONNX Runtime for a `spanqa export` folder, else PyTorch), torch or onnx."}
+    )
+    dtype: Precision | None = field(
+        default=None, metadata={"help": "PyTorch precision: bf16, fp16 or fp32 (default: bf16 on GPUs that support it, else fp32)."}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Windows per forward pass."})
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
