@@ -203,10 +203,10 @@ def predict_with_ray(
     try:
         answered = _answered(ray, rows, model, options, load, run, address)
         if "://" in out:
-            _write(answered, out, run.output_format)
+            _write_dataset(answered, out, run.output_format)
         else:
             with atomic_folder(Path(out)) as staging:  # a failed run leaves no half-written folder
-                _write(answered, str(staging.resolve()), run.output_format)
+                _write_dataset(answered, str(staging.resolve()), run.output_format)
     finally:
         if started_here:
             ray.shutdown()
@@ -243,7 +243,7 @@ def _answered(ray: Any, rows: list[dict[str, Any]], model: str, options: AnswerO
     return answered.map_batches(_as_table, batch_format="pandas") if run.output_format == "parquet" else answered
 
 
-def _write(dataset: Any, path: str, output_format: OutputFormat) -> None:
+def _write_dataset(dataset: Any, path: str, output_format: OutputFormat) -> None:
     if output_format == "parquet":
         dataset.write_parquet(path)
     else:

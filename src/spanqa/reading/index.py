@@ -354,16 +354,16 @@ class Index:
             raise ConfigError(f"{self.folder}: the index holds no embeddings; rebuild it with --embedding-model for {method} retrieval")
         if method == "dense":
             similarity = self._embeddings @ self._encode([question])[0]
-            return [Hit(self.passages[i], float(similarity[i])) for i in _rank(similarity)[:k]]
+            return [Hit(self.passages[i], float(similarity[i])) for i in _best_first(similarity)[:k]]
         scores = self._bm25_scores(question)
-        lexical = _rank(scores)
+        lexical = _best_first(scores)
         if method == "bm25":
             return [Hit(self.passages[i], float(scores[i])) for i in lexical[:k]]
-        dense = _rank(self._embeddings @ self._encode([question])[0])
+        dense = _best_first(self._embeddings @ self._encode([question])[0])
         fused = np.zeros(len(self.passages))
         for ranking in (lexical, dense):
             fused[ranking] += 1.0 / (RRF_K + 1 + np.arange(len(ranking)))
-        return [Hit(self.passages[i], float(fused[i])) for i in _rank(fused)[:k]]
+        return [Hit(self.passages[i], float(fused[i])) for i in _best_first(fused)[:k]]
 
     def _bm25_scores(self, question: str) -> np.ndarray:
         import bm25s
@@ -397,7 +397,7 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
-def _rank(scores: np.ndarray) -> np.ndarray:
+def _best_first(scores: np.ndarray) -> np.ndarray:
     """Indices by descending score; ties keep index order (stable), so results are reproducible."""
     return np.argsort(-scores, kind="stable")
 
@@ -486,7 +486,7 @@ def build_index(
         "embedding_model": embedding_model,
         "max_words": max_words,
     }
-    _write(out, passages, embeddings, manifest)
+    _write_index(out, passages, embeddings, manifest)
     logger.info("indexed %d new passages (%d in all) in %s", len(new_passages), len(passages), out)
     return Index.load(out)
 
@@ -510,7 +510,7 @@ def _embeddings(old: Index | None, new: list[Passage], model: str | None) -> np.
     return np.concatenate(parts).astype(np.float32)
 
 
-def _write(out: Path, passages: list[Passage], embeddings: np.ndarray | None, manifest: dict[str, Any]) -> None:
+def _write_index(out: Path, passages: list[Passage], embeddings: np.ndarray | None, manifest: dict[str, Any]) -> None:
     """Write the whole index into a staging folder and swap it in, so a killed or failed run
     (an append included) leaves the previous index as it was."""
     import bm25s
