@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -307,6 +308,31 @@ def test_resume_with_other_settings_is_refused(tiny_bert_dir, sample_dev, tmp_pa
     settings.write_text(json.dumps({"top_k": 9}))
     line = one_error(run("predict", tiny_bert_dir, sample_dev, "-o", out, "--resume"))
     assert "written with other" in line and "top_k" in line
+
+
+def test_a_run_interrupted_before_the_rename_of_version_2_resumes(reader, sample_dev, tmp_path):
+    """A prediction run interrupted under 0.1 saved its model settings with ``version_2``; 0.2 calls it
+    ``handle_impossible`` and must still resume the run, not refuse it as other settings."""
+    from dataclasses import asdict
+
+    from spanqa.jobs.predict import PredictRun, predict_file
+
+    whole = tmp_path / "whole.jsonl"
+    predict_file(reader, sample_dev, whole, run=PredictRun(chunk_size=5))
+    lines = whole.read_text().splitlines(keepends=True)
+    out = tmp_path / "p.jsonl"
+    partial, settings_file = partial_paths(out)
+    partial.write_text("".join(lines[:10]))
+    old = asdict(reader.config)
+    old["version_2"] = old.pop("handle_impossible")
+    ids = [json.loads(line)["id"] for line in lines]
+    settings_file.write_text(json.dumps({
+        "data": str(sample_dev), "questions": len(lines), "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+        "top_k": 1, "max_answer_length": None, "handle_impossible": None, "score_threshold": None,
+        "chunk_size": 5, "batch_size": reader.batch_size, "config": old,
+    }))
+    assert predict_file(reader, sample_dev, out, run=PredictRun(chunk_size=5, resume=True)) == len(lines)
+    assert out.read_text() == whole.read_text()
 
 
 _SLOW_EVALUATE = """

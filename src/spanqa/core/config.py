@@ -20,7 +20,7 @@ from spanqa.core.io import write_json
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["SpanQAConfig", "WindowConfig", "DecodeConfig", "CONFIG_NAME", "DEFAULTS", "SPECIAL_TOKEN_ROOM"]
+__all__ = ["SpanQAConfig", "WindowConfig", "DecodeConfig", "CONFIG_NAME", "DEFAULTS", "SPECIAL_TOKEN_ROOM", "RENAMED_SETTINGS", "with_current_names"]
 
 CONFIG_NAME = "spanqa.json"
 
@@ -126,12 +126,11 @@ class SpanQAConfig:
             raise ConfigError(f"{path}: not valid JSON ({getattr(err, 'msg', None) or first_line(err)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object of settings, got a JSON {type(data).__name__}")
-        if "version_2" in data and "handle_impossible" not in data:  # the setting's name before 0.2
-            data["handle_impossible"] = data.pop("version_2")
+        data, renamed = with_current_names(data)
         known = {f.name: f for f in fields(cls)}
         for key, value in data.items():
             if key in known and not _has_type(value, known[key].type):
-                raise ConfigError(f"{path}: {key!r} must be {_TYPE_WORDS[str(known[key].type)]}, got {value!r}")
+                raise ConfigError(f"{path}: {renamed.get(key, key)!r} must be {_TYPE_WORDS[str(known[key].type)]}, got {value!r}")
         extra = {k: v for k, v in data.items() if k not in known}
         config = cls(**{k: v for k, v in data.items() if k in known})
         config.extra.update(extra)
@@ -139,6 +138,22 @@ class SpanQAConfig:
             return config.updated()
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
+
+
+RENAMED_SETTINGS = {"version_2": "handle_impossible"}
+"""Settings' names in files written before 0.2 -> their names now (``spanqa.json``, a prediction run's settings)."""
+
+
+def with_current_names(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``data`` with settings saved under an old name (:data:`RENAMED_SETTINGS`) under their current
+    name, and which current names came from which old ones (for error messages).
+
+    Args:
+        data: Settings as read from a file.
+    """
+    renamed = {new: old for old, new in RENAMED_SETTINGS.items() if old in data and new not in data}
+    current = {RENAMED_SETTINGS.get(key, key) if RENAMED_SETTINGS.get(key) in renamed else key: value for key, value in data.items()}
+    return current, renamed
 
 
 _TYPE_WORDS = {

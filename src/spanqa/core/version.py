@@ -1,3 +1,3 @@
 """The spanqa release, in one place (``spanqa.__version__``, ``spanqa.json``, model cards, ``/health``)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -193,11 +193,12 @@ class SpanQAReader:
             max_batch_size: Windows per forward pass.
 
         Returns:
-            ``{"answers": [...]}``: ExtractedAnswers best first, each with its ``document``, its
+            ``{"answers": [...]}``: ExtractedAnswers, each with its ``document``, its
             ``document_offset`` (``document.content[start:end] == data``) and a ``context`` around it.
-            The "no answer" entry takes its place by score, except that it comes first whenever the
-            model's own no-answer rule (``null_threshold`` in ``spanqa.json``) abstains.
-            No documents with text give no answers.
+            The "no answer" entry is placed by spanqa's one rule
+            (:meth:`~spanqa.reading.results.ReaderResult.with_no_answer`, as in the pipeline): first
+            whenever the model's own no-answer rule (``null_threshold`` in ``spanqa.json``) abstains,
+            else after the model's answer, among the others by score. No documents with text give no answers.
         """
         _check_limits(top_k, score_threshold)
         self.warm_up()

@@ -116,7 +116,6 @@ LangOpt = typer.Option(
     "squad", "--lang", help="Answer normalisation: 'squad' (official English script) or a language code (MLQA rules: en, es, de, ar, hi, zh, el, ...)."
 )
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace the results of an earlier run at the output path.")
-MaxAnswerLengthOpt = typer.Option(None, "--max-answer-length", help="Longest answer in tokens (default: the model's spanqa.json).")
 
 
 # Python types of the option classes' fields (their annotations are strings here), as typer reads them.

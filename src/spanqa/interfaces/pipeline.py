@@ -195,7 +195,7 @@ class QuestionAnsweringPipeline:
         questions = [_text(question, "question")] if isinstance(question, str) else _texts(question, "question")
         settings = {**self._defaults, **self._arguments(kwargs)}
         options = _answer_options(settings)
-        found = answer_questions_from_index(self._configured_reader(settings), index, questions, self.passages, options)
+        found = answer_questions_from_index(self._configured_reader(settings), index, questions, passages=self.passages, options=options)
         results = [_answers(each.result, options, each.answers) for each in found]
         return results[0] if isinstance(question, str) else results
 

@@ -102,9 +102,13 @@ class EvaluationSteps:
 
 
 STEP_NAMES = frozenset(f.name for f in fields(EvaluationSteps))
-SETTING_NAMES = frozenset(f.name for f in fields(SpanQAConfig))
+# The window and decoding settings an evaluation may override; whether "no answer" is allowed follows the data (version_2).
+SETTING_NAMES = frozenset(f.name for f in fields(SpanQAConfig)) - {"handle_impossible", "spanqa_version", "data_fingerprint", "extra"}
 DATA_OPTION_NAMES = frozenset({"columns", "no_answer_marker", "on_mismatch", "split", "version_2"})
-_REPLACED = {"save_threshold": " (the command line's --save-threshold; here: tune_threshold=True, save=True)"}
+_REPLACED = {
+    "save_threshold": " (the command line's --save-threshold; here: tune_threshold=True, save=True)",
+    "handle_impossible": " (an evaluation allows 'no answer' as its data is scored: version_2=True or False)",
+}
 
 
 @dataclass(frozen=True)
@@ -196,8 +200,7 @@ def tune_threshold(evaluation: Evaluation) -> Evaluation:
     Raises:
         ConfigError: the evaluation does not allow "no answer" (v1 data).
     """
-    if not evaluation.version_2:
-        raise ConfigError("--tune-threshold needs SQuAD v2 style data (with unanswerable questions) or --version-2")
+    check_steps(EvaluationSteps(tune_threshold=True), evaluation.version_2)
     examples = evaluation.dataset.examples
     tuning = tune_null_threshold(examples, evaluation.predictions, default_threshold=evaluation.null_threshold, lang=evaluation.lang)
     predictions = with_null_threshold(evaluation.predictions, tuning.threshold)

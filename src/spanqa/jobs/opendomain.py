@@ -141,7 +141,8 @@ def evaluate_open_domain(
     searched = _search(index, examples, sorted({*methods, index.default_method}), max(*ks, passages))
     recall = _recall(examples, {method: searched[method] for method in methods}, ks, lang)
     options = AnswerOptions(handle_impossible=version_2)
-    found = answer_questions_from_index(reader, index, [ex.question for ex in examples], passages, options, hits=searched[index.default_method])
+    questions = [ex.question for ex in examples]
+    found = answer_questions_from_index(reader, index, questions, passages=passages, options=options, hits=searched[index.default_method])
     predictions = {ex.id: answer.answer.text if answer.answer else "" for ex, answer in zip(examples, found)}
     end_to_end = dict(score_predictions(examples, predictions, version_2=version_2, lang=lang).metrics)
     return OpenDomainResult(recall, end_to_end, index.default_method, passages, len(examples), predictions)

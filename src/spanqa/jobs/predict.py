@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from spanqa.core.config import with_current_names
 from spanqa.core.errors import ConfigError, OutputError
 from spanqa.core.io import atomic_open, check_new_file, output_error, read_json, write_json
 from spanqa.reading.options import AnswerOptions
@@ -177,6 +178,8 @@ def _resume_point(partial: Path, settings_file: Path, settings: dict[str, Any], 
         saved = read_json(settings_file)
     except FileNotFoundError:
         saved = None
+    if isinstance(saved, dict) and isinstance(saved.get("config"), dict):
+        saved["config"] = with_current_names(saved["config"])[0]  # a run interrupted before a setting was renamed
     differing = sorted(key for key in settings if not isinstance(saved, dict) or saved.get(key) != json.loads(json.dumps(settings[key])))
     if differing:
         raise ConfigError(

@@ -525,9 +525,11 @@ def _final_evaluation(
         tune_threshold,
         write_evaluation,
     )
+    from spanqa.jobs.evaluation_files import check_evaluation_folder
     from spanqa.reading.reader import Reader
     from spanqa.runtime.options import LoadOptions
 
+    check_evaluation_folder(output_dir / "eval", overwrite=True)  # before predicting: a refusal costs no work
     reader = Reader.from_pretrained(output_dir, LoadOptions(device=str(args.device), batch_size=args.per_device_eval_batch_size))
     evaluation = score_evaluation(predict_dataset(reader, eval_set, version_2=handle_impossible, lang=args.eval_lang))
     if handle_impossible and args.tune_null_threshold:

@@ -66,7 +66,7 @@ class IndexAnswer:
 
 
 def index_request(
-    index: Index, question: str, passages: int = 10, options: AnswerOptions | None = None, *, id: str | None = None, hits: Sequence[Hit] | None = None
+    index: Index, question: str, *, passages: int = 10, options: AnswerOptions | None = None, id: str | None = None, hits: Sequence[Hit] | None = None
 ) -> tuple[QARequest, list[Hit]]:
     """Retrieve passages for ``question``: the reader's request over them, and the hits.
 
@@ -99,7 +99,7 @@ def sourced_answers(result: ReaderResult, hits: Sequence[Hit]) -> list[SourcedAn
 
 
 def answer_from_index(
-    reader: AnswersBatches, index: Index, question: str, passages: int = 10, options: AnswerOptions | None = None, **overrides: Any
+    reader: AnswersBatches, index: Index, question: str, *, passages: int = 10, options: AnswerOptions | None = None, **overrides: Any
 ) -> IndexAnswer:
     """Retrieve passages for ``question`` and rank the reader's answers across them.
 
@@ -114,13 +114,14 @@ def answer_from_index(
     Returns:
         Answers with offsets in their source documents (passage start + offset in the passage).
     """
-    return answer_questions_from_index(reader, index, [question], passages, AnswerOptions.of(options, **overrides))[0]
+    return answer_questions_from_index(reader, index, [question], passages=passages, options=AnswerOptions.of(options, **overrides))[0]
 
 
 def answer_questions_from_index(
     reader: AnswersBatches,
     index: Index,
     questions: Sequence[str],
+    *,
     passages: int = 10,
     options: AnswerOptions | None = None,
     hits: Sequence[Sequence[Hit]] | None = None,
@@ -138,7 +139,7 @@ def answer_questions_from_index(
     if hits is not None and len(hits) != len(questions):
         raise ValueError(f"{len(hits)} lists of hits for {len(questions)} questions")
     retrieved = [
-        index_request(index, question, passages, options, hits=None if hits is None else hits[i]) for i, question in enumerate(questions)
+        index_request(index, question, passages=passages, options=options, hits=None if hits is None else hits[i]) for i, question in enumerate(questions)
     ]
     results = reader.answer_batch([request for request, _ in retrieved])
     return [IndexAnswer(question, sourced_answers(result, found), found, result) for question, (_, found), result in zip(questions, retrieved, results)]

@@ -4,11 +4,14 @@ The command line, the HTTP request schema, the transformers-compatible pipeline,
 component and both prediction engines build one :class:`AnswerOptions` from their own inputs and
 hand it on; the reader reads it. A field left None takes the model's value from ``spanqa.json``
 (as a Haystack ``run()`` argument left None takes the component's). Adding an answer option means
-adding its field here and reading it where it is used, nothing else.
+adding its field here and reading it where it is used; the command line's ``ask`` and ``predict``
+offer it at once (their options are made from these fields), while the HTTP request schema, the
+pipeline (transformers' argument names) and the Haystack component list the options they expose.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -63,7 +66,7 @@ class AnswerOptions:
             raise ConfigError(f"max_answer_length must be a positive integer, got {self.max_answer_length!r}")
         for name in ("score_threshold", "overlap_threshold"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0):
                 raise ConfigError(f"{name} must be a probability between 0 and 1, got {value!r}")
         for name in ("handle_impossible", "align_to_words"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):

@@ -258,6 +258,7 @@ class Reader:
             ranked = self._answer_group([requests[i] for i in group], [resolved[i] for i in group], align)
             for i, result in zip(group, ranked):
                 results[i] = result
+        assert all(result is not None for result in results)  # every request is in exactly one group
         return [result for result in results if result is not None]
 
     def _answer_group(self, requests: list[QARequest], resolved: list[AnswerOptions], align: bool) -> list[ReaderResult]:

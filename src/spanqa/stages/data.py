@@ -258,13 +258,15 @@ class DataSource:
         and the no-answer marker on its own.
 
         Args:
-            path: The data, or a ready :class:`DataSource` (returned as it is when nothing else is given).
+            path: The data, or a ready :class:`DataSource` (``options`` replace its own).
             columns: ``ColumnMapping``, a mapping of roles to columns, or a ``ROLE=COLUMN,...`` string.
             no_answer_marker: Answer text that means "no answer" (joins the column mapping).
             **options: ``on_mismatch``, ``split``, ``version_2``.
         """
         if isinstance(path, DataSource):
-            return path
+            if columns is not None or no_answer_marker is not None:
+                raise TypeError("give the columns in the DataSource, not beside it")
+            return replace(path, **options) if options else path
         mapping = parse_columns(columns) if isinstance(columns, str) else dict(vars(columns) if isinstance(columns, ColumnMapping) else columns or {})
         if no_answer_marker:
             mapping["no_answer_marker"] = no_answer_marker

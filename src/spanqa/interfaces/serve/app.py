@@ -251,6 +251,7 @@ def _add_status_routes(app: FastAPI, served: _Served) -> None:
             "status": "ok",
             "model": served.name,
             "handle_impossible": bool(config.handle_impossible),
+            "version_2": bool(config.handle_impossible),  # the old name, kept for clients of 0.1
             "null_threshold": float(config.null_threshold),
             "device": str(getattr(served.reader, "device", "cpu")),
             "max_length": int(config.max_length),

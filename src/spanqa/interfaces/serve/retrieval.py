@@ -35,7 +35,7 @@ def retrieve(items: Sequence[QARequest | IndexQuestion], index: Index | None, lo
             continue
         assert index is not None  # parse_payload makes an IndexQuestion only for a server with an index
         with lock:
-            request, found = index_request(index, item.question, item.passages, item.options, id=item.id)
+            request, found = index_request(index, item.question, passages=item.passages, options=item.options, id=item.id)
         requests.append(request)
         hits.append(found)
     return requests, hits

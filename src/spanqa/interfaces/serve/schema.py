@@ -117,6 +117,7 @@ class HealthResponse(BaseModel):
     status: str
     model: str | None
     handle_impossible: bool = Field(description="Whether the model may answer 'no answer' (its spanqa.json setting).")
+    version_2: bool = Field(description="Deprecated: the name of `handle_impossible` before 0.2; removed in a later release.")
     null_threshold: float
     device: str
     max_length: int

@@ -34,8 +34,8 @@ def run_server(
     host: str = "127.0.0.1",
     port: int = 8000,
     settings: ServeSettings | None = None,
-    load: LoadOptions | None = None,
     *,
+    load: LoadOptions | None = None,
     log_level: str = "info",
     index: str | os.PathLike[str] | Index | None = None,
 ) -> None:
