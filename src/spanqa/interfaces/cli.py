@@ -443,14 +443,21 @@ def ask(
         return
     text = _context_text(context, context_file)
     result = Reader.from_pretrained(model, load)(question, text, options=answer)
+    ranked = [(f"{a.text}  (score {a.score:.3f}, characters {a.start}-{a.end})", _in_context(text, a.start, a.end)) for a in result.answers]
+    _print_answers(result.to_dict(), None if result.answer else result.no_answer_score, ranked, as_json)
+
+
+def _print_answers(record: dict[str, Any], no_answer_score: float | None, ranked: list[tuple[str, str]], as_json: bool) -> None:
+    """`ask`'s output: the JSON ``record``, or "(no answer)" with its probability (None: answered) and
+    each answer's line with its text in context."""
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(record, ensure_ascii=False, indent=2))
         return
-    if result.answer is None:
-        typer.echo(f"(no answer)  p={result.no_answer_score:.3f}")
-    for rank, answer in enumerate(result.answers, 1):
-        typer.echo(f"{rank}. {answer.text}  (score {answer.score:.3f}, characters {answer.start}-{answer.end})")
-        typer.echo(_in_context(text, answer.start, answer.end))
+    if no_answer_score is not None:
+        typer.echo(f"(no answer)  p={no_answer_score:.3f}")
+    for rank, (line, in_context) in enumerate(ranked, 1):
+        typer.echo(f"{rank}. {line}")
+        typer.echo(in_context)
 
 
 def _context_text(context: str | None, context_file: Path | None) -> str:
@@ -482,15 +489,11 @@ def _ask_index(model: str, question: str, index_dir: Path, passages: int, option
 
     index = Index.load(index_dir)  # before the model loads: a wrong folder fails fast
     found = Reader.from_pretrained(model, load).answer_from_index(question, index, passages=passages, options=options)
-    if as_json:
-        typer.echo(json.dumps(found.to_dict(), ensure_ascii=False, indent=2))
-        return
-    if found.answer is None:
-        typer.echo(f"(no answer)  p={found.result.no_answer_score:.3f}")
-    for rank, answer in enumerate(found.answers, 1):
-        typer.echo(f"{rank}. {answer.text}  (score {answer.score:.3f}, {answer.doc_id} characters {answer.start}-{answer.end})")
-        at = answer.start - answer.passage.start  # the answer's place in its passage
-        typer.echo(_in_context(answer.passage.text, at, at + len(answer.text)))
+    ranked = []
+    for a in found.answers:
+        at = a.start - a.passage.start  # the answer's place in its passage
+        ranked.append((f"{a.text}  (score {a.score:.3f}, {a.doc_id} characters {a.start}-{a.end})", _in_context(a.passage.text, at, at + len(a.text))))
+    _print_answers(found.to_dict(), None if found.answer else found.result.no_answer_score, ranked, as_json)
 
 
 @app.command("index")
