@@ -322,8 +322,7 @@ def test_keywords_are_sorted_into_their_options_and_unknown_ones_refused(tiny_be
         tune_threshold(Evaluation(reader=None, dataset=load_examples(dev_v1), version_2=False))  # type: ignore[arg-type]
 
 
-def test_evaluate_applies_overrides_to_a_given_reader(tiny_bert_dir, sample_dev):
-    reader = Reader.from_pretrained(tiny_bert_dir)
+def test_evaluate_applies_overrides_to_a_given_reader(tiny_bert_dir, sample_dev, reader):
     overrides = {"max_length": 48, "stride": 8, "max_question_tokens": 16}
     via_reader = evaluate(reader, sample_dev, max_length=96, stride=16)
     via_name = evaluate(str(tiny_bert_dir), sample_dev, max_length=96, stride=16)
@@ -344,12 +343,11 @@ def test_tune_and_save_stores_the_tuned_threshold(tiny_bert_dir, sample_dev, tmp
     assert SpanQAConfig.load(model).null_threshold == result.tuning.threshold
 
 
-def test_threshold_preconditions_are_checked_before_predicting(tiny_bert_dir, sample_dev, tmp_path, monkeypatch):
+def test_threshold_preconditions_are_checked_before_predicting(reader, sample_dev, tmp_path, monkeypatch):
     from spanqa.stages.data import save_examples
 
     v1 = tmp_path / "v1.json"
     save_examples([ex for ex in load_examples(sample_dev).examples if ex.answers], v1)
-    reader = Reader.from_pretrained(tiny_bert_dir)
 
     def boom(*args, **kwargs):
         raise AssertionError("predicted before checking the options")

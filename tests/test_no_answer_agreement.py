@@ -36,19 +36,19 @@ def _agree(reader: Reader, examples, batch: int = 32) -> int:
 
 
 @pytest.mark.parametrize("null_threshold, temperature", [(0.0, 1.0), (-1.5, 2.5), (2.0, 0.7)])
-def test_sample_data(tiny_bert_dir, sample_dev, null_threshold, temperature):
-    reader = Reader.from_pretrained(tiny_bert_dir, device="cpu", handle_impossible=True, null_threshold=null_threshold, temperature=temperature)
+def test_sample_data(reader, sample_dev, null_threshold, temperature):
+    reader = reader.with_settings(handle_impossible=True, null_threshold=null_threshold, temperature=temperature)
     examples = load_examples(sample_dev).examples
     abstained = _agree(reader, examples)
     assert 0 <= abstained <= len(examples)
 
 
 @needs_shared(XQUAD_EN)
-def test_xquad_eval_split(tiny_bert_dir):
+def test_xquad_eval_split(reader):
     from spanqa.stages.data import split_by_title
 
     examples = split_by_title(load_examples(XQUAD_EN), 36)[1].examples
-    base = Reader.from_pretrained(tiny_bert_dir, device="cpu", handle_impossible=True, temperature=1.7)
+    base = reader.with_settings(handle_impossible=True, temperature=1.7)
     counts = [_agree(base.with_settings(null_threshold=threshold), examples) for threshold in (-4.0, -2.0, 0.5)]
     assert counts == sorted(counts, reverse=True)  # a higher threshold abstains less
     assert counts[0] > 0 and counts[-1] < len(examples)  # both decisions occur, so both directions were checked

@@ -94,8 +94,8 @@ def _worst_overlap(answers) -> float:
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.5, 0.9])
-def test_top_k_lists_never_hold_overlapping_answers(tiny_bert_dir, threshold):
-    reader = Reader.from_pretrained(tiny_bert_dir, device="cpu", overlap_threshold=threshold)
+def test_top_k_lists_never_hold_overlapping_answers(reader, threshold):
+    reader = reader.with_settings(overlap_threshold=threshold)
     for question in ("Where did they play?", "Who won?", "What was watched?"):
         answers = reader(question, CONTEXT, top_k=20).answers
         assert len(answers) >= (2 if threshold == 0.0 else 3) and _worst_overlap(answers) <= threshold
@@ -105,10 +105,10 @@ def test_top_k_lists_never_hold_overlapping_answers(tiny_bert_dir, threshold):
     assert _worst_overlap(everything) > 0.5  # without the rule, the list is full of near-duplicates
 
 
-def test_score_threshold_drops_answers_and_abstains_when_none_is_left(tiny_bert_dir):
+def test_score_threshold_drops_answers_and_abstains_when_none_is_left(reader):
     # Overlapping answers allowed, so a random model's list is full whatever its near-tied logits
     # (with the overlap rule on, how many distinct answers survive depends on the CPU's rounding).
-    reader = Reader.from_pretrained(tiny_bert_dir, device="cpu", overlap_threshold=1.0)
+    reader = reader.with_settings(overlap_threshold=1.0)
     full = reader("Where did they play?", CONTEXT, top_k=10)
     assert len(full.answers) == 10
     cut = full.answers[2].score
@@ -122,8 +122,7 @@ def test_score_threshold_drops_answers_and_abstains_when_none_is_left(tiny_bert_
         reader.with_settings(score_threshold=float("nan"))
 
 
-def test_score_threshold_trades_coverage_for_precision_monotonically(tiny_bert_dir):
-    reader = Reader.from_pretrained(tiny_bert_dir, device="cpu")
+def test_score_threshold_trades_coverage_for_precision_monotonically(reader):
     questions = ["Where did they play?", "Who won?", "When was it?", "What was watched?", "Who lifted the trophy?"]
     coverage = []
     for threshold in (0.0, 0.05, 0.1, 0.2, 0.5, 0.9):
