@@ -86,15 +86,6 @@ def _source(path: str | Path, columns: str | None, no_answer_marker: str | None,
     return DataSource.of(path, columns, no_answer_marker, on_mismatch=on_mismatch)
 
 
-def _columns(columns: str | None, no_answer_marker: str | None) -> dict[str, str]:
-    from spanqa.stages.data import parse_columns
-
-    mapping = parse_columns(columns)
-    if no_answer_marker:
-        mapping["no_answer_marker"] = no_answer_marker
-    return mapping
-
-
 ColumnsOpt = typer.Option(
     None,
     "--columns",
@@ -326,8 +317,9 @@ def report_cmd(
 ) -> None:
     """Write an HTML report of a run: training curves, scores by kind of question, the no-answer threshold curve (v2), the worst errors."""
     from spanqa.jobs.report import write_report
+    from spanqa.stages.data import ColumnMapping
 
-    mapping = _columns(columns, no_answer_marker) or None
+    mapping = ColumnMapping.of(columns, no_answer_marker).given() or None
     files = write_report(
         run_dir, out, overwrite=overwrite, data=data, model=model, columns=mapping, on_mismatch=on_mismatch, lang=lang, worst=worst
     )

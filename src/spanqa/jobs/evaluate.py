@@ -41,7 +41,7 @@ from spanqa.jobs.scoring import (
 from spanqa.reading.index import Index
 from spanqa.reading.reader import Reader
 from spanqa.runtime.options import LOAD_OPTION_NAMES, LoadOptions
-from spanqa.stages.data import DataSource, QADataset
+from spanqa.stages.data import DataSource, QADataset, read_dataset
 from spanqa.stages.decode import ExamplePrediction
 from spanqa.stages.metrics import ScoreReport
 
@@ -353,7 +353,7 @@ def evaluate(
         check_evaluation_folder(output_dir, overwrite)
     save_to = _model_folder(model) if steps.save else None
     index = Index.open(steps.index) if steps.index is not None else None  # before the model loads: a wrong folder fails fast
-    source, dataset = _gold_data(data, given["data"])
+    source, dataset = read_dataset(data, **given["data"])
     check_steps(steps, dataset.version_2)
     reader = _reader(model, load, given["load"], {**(settings or {}), **given["settings"]})
     evaluation = score_evaluation(predict_dataset(reader, dataset, lang=steps.lang, progress=progress))
@@ -386,19 +386,6 @@ def _split_overrides(overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if value is not None:
             groups[group][name] = value
     return groups
-
-
-def _gold_data(data: str | Path | DataSource | QADataset, options: Mapping[str, Any]) -> tuple[DataSource, QADataset]:
-    """How the gold data is read, and the data (read now unless given loaded)."""
-    if isinstance(data, DataSource):
-        if options:
-            raise TypeError(f"give {', '.join(sorted(options))} in the DataSource, not beside it")
-        return data, data.load()
-    if isinstance(data, QADataset):
-        source = DataSource.of(data.source, **options)
-        return source, data if source.version_2 is None else replace(data, version_2=source.version_2)
-    source = DataSource.of(data, **options)
-    return source, source.load()
 
 
 def _reader(model: str | Path | Reader, load: LoadOptions | None, load_overrides: Mapping[str, Any], settings: Mapping[str, Any]) -> Reader:

@@ -33,7 +33,7 @@ from spanqa.jobs.feature_cache import cached_features, default_cache_dir
 from spanqa.jobs.modelcard import SpanQAModelCardData, build_model_card, push_model_folder, write_model_card
 from spanqa.jobs.scoring import score_decoded
 from spanqa.runtime.devices import attention_kernels, pad_multiple
-from spanqa.stages.data import DataSource, QADataset, QAExample
+from spanqa.stages.data import DataSource, QADataset, QAExample, read_dataset
 from spanqa.stages.decode import DecodeConfig, decode
 from spanqa.stages.features import Features
 
@@ -291,21 +291,13 @@ def _plan_run(
         train_data = sample_data_path("train")
         if eval_data is None:
             eval_data = sample_data_path("dev")
-    train_source, train_set = _read_data(train_data)
-    eval_source, eval_set = _read_data(eval_data) if eval_data is not None else (None, None)
+    train_source, train_set = read_dataset(train_data)
+    eval_source, eval_set = read_dataset(eval_data) if eval_data is not None else (None, None)
     run = _Run(model, args, output_dir, push, checkpoint, train_source, train_set, eval_source, eval_set)
     run.train_examples = [ex for ex in train_set.examples if not (args.skip_impossible and ex.is_impossible)]
     if not run.train_examples:
         raise ConfigError(f"{train_set.source}: no answerable questions to train on")
     return run
-
-
-def _read_data(data: str | Path | DataSource | QADataset) -> tuple[DataSource, QADataset]:
-    """How the data is read (recorded with the run), and the data."""
-    if isinstance(data, QADataset):
-        return DataSource(data.source), data
-    source = DataSource.of(data)
-    return source, source.load()
 
 
 def _handle_impossible(run: _Run) -> bool:

@@ -252,14 +252,11 @@ class Reader:
     def _answer_chunk(self, requests: list[QARequest]) -> list[ReaderResult]:
         """One shared pass per word-alignment setting (it changes the windows' features), each request ranked on its own."""
         resolved = [request.options.filled_from(self.config) for request in requests]
-        results: list[ReaderResult | None] = [None] * len(requests)
+        results: dict[int, ReaderResult] = {}
         for align in sorted({bool(options.align_to_words) for options in resolved}):
             group = [i for i, options in enumerate(resolved) if bool(options.align_to_words) == align]
-            ranked = self._answer_group([requests[i] for i in group], [resolved[i] for i in group], align)
-            for i, result in zip(group, ranked):
-                results[i] = result
-        assert all(result is not None for result in results)  # every request is in exactly one group
-        return [result for result in results if result is not None]
+            results.update(zip(group, self._answer_group([requests[i] for i in group], [resolved[i] for i in group], align)))
+        return [results[i] for i in range(len(requests))]
 
     def _answer_group(self, requests: list[QARequest], resolved: list[AnswerOptions], align: bool) -> list[ReaderResult]:
         examples: list[QAExample] = []

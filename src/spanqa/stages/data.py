@@ -34,6 +34,7 @@ __all__ = [
     "DataProblem",
     "MismatchPolicy",
     "DataSource",
+    "read_dataset",
     "load_examples",
     "save_examples",
     "parse_columns",
@@ -178,6 +179,24 @@ class ColumnMapping:
                 )
         return cls(**{k: (str(v) if v is not None else None) for k, v in mapping.items()})
 
+    @classmethod
+    def of(cls, columns: ColumnMapping | Mapping[str, str] | str | None, no_answer_marker: str | None = None) -> ColumnMapping:
+        """A mapping from the forms people write: a ``ROLE=COLUMN,...`` spec, a mapping or a mapping
+        object, with the no-answer marker given on its own (as the command line's options are).
+
+        Args:
+            columns: The column mapping in any of those forms; None: detect by the usual names.
+            no_answer_marker: Answer text that means "no answer"; it joins the mapping.
+        """
+        mapping = parse_columns(columns) if isinstance(columns, str) else dict(vars(columns) if isinstance(columns, ColumnMapping) else columns or {})
+        if no_answer_marker:
+            mapping["no_answer_marker"] = no_answer_marker
+        return cls.from_mapping({k: v for k, v in mapping.items() if v is not None})
+
+    def given(self) -> dict[str, str]:
+        """The roles that name a column (and the marker), as a plain mapping."""
+        return {key: value for key, value in vars(self).items() if value is not None}
+
 
 def parse_columns(spec: str | None) -> dict[str, str]:
     """Parse ``"context=review,answer_text=human_ans_spans"`` into a dict."""
@@ -267,10 +286,7 @@ class DataSource:
             if columns is not None or no_answer_marker is not None:
                 raise TypeError("give the columns in the DataSource, not beside it")
             return replace(path, **options) if options else path
-        mapping = parse_columns(columns) if isinstance(columns, str) else dict(vars(columns) if isinstance(columns, ColumnMapping) else columns or {})
-        if no_answer_marker:
-            mapping["no_answer_marker"] = no_answer_marker
-        return cls(path, ColumnMapping.from_mapping({k: v for k, v in mapping.items() if v is not None}), **options)
+        return cls(path, ColumnMapping.of(columns, no_answer_marker), **options)
 
     def load(self, require_answers: bool = True) -> QADataset:
         """The validated examples (see :func:`load_examples`); ``version_2``, when set, overrides what the data says.
@@ -284,10 +300,33 @@ class DataSource:
     def describe(self) -> dict[str, Any]:
         """What a run records to read the same data again (``evaluation.json``)."""
         return {
-            "columns": {key: value for key, value in vars(self.columns).items() if value is not None},
+            "columns": self.columns.given(),
             "on_mismatch": self.on_mismatch,
             "split": self.split,
         }
+
+
+def read_dataset(data: str | Path | DataSource | QADataset, **options: Any) -> tuple[DataSource, QADataset]:
+    """How ``data`` is read (what a run records), and the data, read now unless it comes loaded.
+
+    Args:
+        data: A file or hub name, a :class:`DataSource`, or a loaded :class:`QADataset`.
+        **options: :class:`DataSource` options for a name or a loaded dataset (``columns``,
+            ``no_answer_marker``, ``on_mismatch``, ``split``, ``version_2``; a given ``version_2``
+            overrides what the data says).
+
+    Raises:
+        TypeError: options beside a :class:`DataSource` (they belong in it).
+    """
+    if isinstance(data, DataSource):
+        if options:
+            raise TypeError(f"give {', '.join(sorted(options))} in the DataSource, not beside it")
+        return data, data.load()
+    if isinstance(data, QADataset):
+        source = DataSource.of(data.source, **options)
+        return source, data if source.version_2 is None else replace(data, version_2=source.version_2)
+    source = DataSource.of(data, **options)
+    return source, source.load()
 
 
 def load_examples(

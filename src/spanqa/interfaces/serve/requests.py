@@ -10,10 +10,10 @@ import asyncio
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from spanqa.core.errors import DataError, SpanQAError
@@ -130,6 +130,8 @@ def _number(value: int) -> str:
     return text if len(text) <= 20 else f"a {len(text.lstrip('-'))}-digit number"
 
 
+SchemaT = TypeVar("SchemaT", bound=BaseModel)
+
 @dataclass(frozen=True)
 class IndexQuestion:
     """A question to answer from the server's index: its passages are retrieved (off the event loop)
@@ -240,15 +242,15 @@ def parse_payload(data: Any, settings: ServeSettings, index: Index | None = None
                 raise ApiError(422, "validation_error", "questions is empty")
             if len(questions) > settings.max_batch:
                 raise ApiError(422, "too_many_questions", f"{len(questions)} questions in one request; the limit is {settings.max_batch}")
-        try:
-            batch = BatchRequest.model_validate(data)
-        except ValidationError as err:
-            message, details = validation_details(err.errors(include_url=False, include_input=False))
-            raise ApiError(422, "validation_error", message, details) from None
+        batch = _validated(BatchRequest, data)
         return [_to_request(item, f"questions[{i}]", settings, index) for i, item in enumerate(batch.questions)], True
+    return [_to_request(_validated(QuestionRequest, data), "", settings, index)], False
+
+
+def _validated(schema: type[SchemaT], data: dict[str, Any]) -> SchemaT:
+    """``data`` checked against a request schema; its problems are one 422 with per-field details."""
     try:
-        single = QuestionRequest.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as err:
         message, details = validation_details(err.errors(include_url=False, include_input=False))
         raise ApiError(422, "validation_error", message, details) from None
-    return [_to_request(single, "", settings, index)], False

@@ -55,7 +55,11 @@ class QuestionRequest(BaseModel):
         Raises:
             ConfigError: a value the options refuse.
         """
-        return AnswerOptions(**{name: getattr(self, name) for name in ANSWER_OPTION_NAMES & set(type(self).model_fields)})
+        return AnswerOptions(**{name: getattr(self, name) for name in _REQUEST_ANSWER_OPTIONS})
+
+
+_REQUEST_ANSWER_OPTIONS = sorted(ANSWER_OPTION_NAMES & set(QuestionRequest.model_fields))
+"""The answer options a request may set (computed once, not per request)."""
 
 
 class BatchRequest(BaseModel):
