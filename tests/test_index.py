@@ -233,3 +233,129 @@ def test_an_index_built_with_another_embedding_model_is_one_clear_error(docs: Pa
     assert result.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'ix'}: index was built with embedding model {str(tiny_bert_dir)!r}, not 'minilm'; rebuild it or drop the option"
     ]
+
+
+# --------------------------------------------------------------------------- the streamed build (bench/index_scale.py at scale)
+
+SCALE_WORDS = ["river", "rivers", "flowing", "flows", "bridge", "bridges", "built", "building", "Vienna", "Danube", "yeast", "bread",
+               "café", "naïve", "x", "42", "tower", "mountain", "highest", "completed"]
+STOPWORDS = ["the", "of", "and", "is", "a", "to", "in"]
+
+
+def _corpus_rows(count: int, seed: int) -> list[str]:
+    """Deterministic small documents mixing stems, stopwords, case, numbers and accents; one of stopwords only."""
+    import random
+
+    rng = random.Random(seed)
+    rows = [" ".join(rng.choice(SCALE_WORDS + STOPWORDS).capitalize() if rng.random() < 0.1 else rng.choice(SCALE_WORDS + STOPWORDS)
+                     for _ in range(rng.randint(3, 40))) + "." for _ in range(count)]
+    rows[count // 2] = "The of and, a to!"  # no BM25 word at all: an empty token list, as bm25s.tokenize leaves it
+    return rows
+
+
+def _write_rows(path: Path, rows: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"text": row}) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+QUERIES = ["Which rivers flow through Vienna?", "bridges built", "yeast bread café", "the of and", "naïve 42", "zebra"]
+
+
+def test_streamed_build_scores_as_bm25s_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bm25s
+    import numpy as np
+
+    from spanqa.reading import index as index_module
+    from spanqa.stages import lexical
+
+    monkeypatch.setattr(index_module, "_CHUNK", 7)  # many chunks, one cut mid-corpus
+    rows = _corpus_rows(60, seed=3)
+    index = build_index([_write_rows(tmp_path / "rows.jsonl", rows)], tmp_path / "ix")
+    assert [p.text for p in index.passages] == rows and index.manifest["documents"] == 60 and index.manifest["passages"] == 60
+
+    # Today's reference: every text tokenized at once, indexed by bm25s in memory.
+    tokenized = bm25s.tokenize(rows, stopwords="en", stemmer=lexical.stemmer(), show_progress=False)
+    reference = bm25s.BM25()
+    reference.index(tokenized, show_progress=False)
+    assert set(index._bm25.vocab_dict) == set(reference.vocab_dict)  # the same stems (ids may differ)
+    for query in QUERIES:
+        tokens = bm25s.tokenize(query, stopwords="en", stemmer=lexical.stemmer(), return_ids=False, show_progress=False)[0]
+        expected = reference.get_scores(tokens) if tokens else np.zeros(len(rows))
+        assert np.array_equal(index._bm25_scores(query), expected), query  # bit for bit
+        hits = index.search(query, k=8, method="bm25")
+        assert [rows.index(h.passage.text) for h in hits] == list(np.argsort(-expected, kind="stable")[:8])
+        assert [h.score for h in hits] == [float(expected[rows.index(h.passage.text)]) for h in hits]
+
+
+def test_streamed_append_equals_a_fresh_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from spanqa.reading import index as index_module
+
+    monkeypatch.setattr(index_module, "_CHUNK", 4)
+    first, second = _corpus_rows(30, seed=1), _corpus_rows(25, seed=2)
+    built = build_index([_write_rows(tmp_path / "a.jsonl", first)], tmp_path / "ix")
+    grown = build_index([_write_rows(tmp_path / "b.jsonl", second), tmp_path / "a.jsonl"], tmp_path / "ix", append=True)
+    fresh = build_index([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], tmp_path / "fresh")
+    assert grown.passages[: len(built.passages)] == built.passages  # kept as they were; a.jsonl not indexed twice
+    assert grown.passages == fresh.passages
+    assert {k: grown.manifest[k] for k in ("passages", "documents", "sources", "files")} == {
+        "passages": 55, "documents": 55, "sources": sorted([str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]), "files": 2}
+    for query in QUERIES:
+        assert np.array_equal(grown._bm25_scores(query), fresh._bm25_scores(query)), query
+
+
+def test_streamed_embeddings_keep_old_rows_on_append(tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from spanqa.reading import index as index_module
+
+    monkeypatch.setattr(index_module, "_CHUNK", 3)
+    rows = _corpus_rows(10, seed=4)
+    built = build_index([_write_rows(tmp_path / "a.jsonl", rows)], tmp_path / "ix", embedding_model=str(tiny_bert_dir))
+    assert built._embeddings is not None and built._embeddings.shape[0] == 10
+    np.testing.assert_allclose(built._embeddings, index_module._Encoder(str(tiny_bert_dir))(rows), atol=1e-5)  # chunks encode as one call
+    old = built._embeddings.copy()
+    grown = build_index([_write_rows(tmp_path / "b.jsonl", _corpus_rows(5, seed=5))], tmp_path / "ix", append=True)
+    assert grown._embeddings is not None and grown._embeddings.shape == (15, old.shape[1])
+    assert np.array_equal(grown._embeddings[:10], old)  # copied as stored, not encoded again
+    assert grown.search("rivers of Vienna", 3, method="fused")
+    again = build_index([tmp_path / "a.jsonl"], tmp_path / "ix", append=True)  # nothing new: the old rows alone
+    assert again._embeddings is not None and np.array_equal(again._embeddings, grown._embeddings)
+
+    np.save(tmp_path / "ix" / "embeddings.npy", np.zeros((15, 7), dtype=np.float32))  # as if built by another model
+    with pytest.raises(DataError, match="7-dimensional embeddings"):
+        build_index([_write_rows(tmp_path / "c.jsonl", ["Bridges of Vienna."])], tmp_path / "ix", append=True)
+    assert Index.load(tmp_path / "ix").manifest["passages"] == 15  # the failed append left the index as it was
+
+
+def test_index_cli_embedding_model_none_is_bm25_only(tmp_path: Path) -> None:
+    rows = _write_rows(tmp_path / "rows.jsonl", _corpus_rows(5, seed=6))
+    result = runner.invoke(app, ["index", str(rows), "--out", str(tmp_path / "ix"), "--embedding-model", "None"])
+    assert result.exit_code == 0, result.output
+    index = Index.load(tmp_path / "ix")
+    assert index.manifest["embedding_model"] is None and index.methods == ("bm25",) and not (tmp_path / "ix" / "embeddings.npy").exists()
+
+
+def test_top_k_keeps_the_full_sorts_order_ties_included() -> None:
+    import numpy as np
+
+    from spanqa.reading.index import _best_first, _top
+
+    rng = np.random.default_rng(0)
+    for scores in (rng.integers(0, 4, 500).astype(np.float32), np.zeros(50), rng.random(300), np.array([1.0, np.nan, 3.0, np.nan, 3.0])):
+        for k in (1, 2, 3, 5, 17, len(scores) - 1, len(scores), len(scores) + 5):
+            assert list(_top(scores, k)) == list(_best_first(scores)[:k]), (scores[:10], k)
+
+
+def test_index_scale_bench_runs_small(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "index_scale.py"
+    out = tmp_path / "figures.json"
+    proc = subprocess.run([sys.executable, str(bench), "--passages", "300", "--queries", "20", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "CPU:" in proc.stdout and "bm25_p99_ms" in proc.stdout and "FAIL" not in proc.stdout
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    assert figures["bm25"]["build"]["passages"] == 300 and all(figures["targets"].values())

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spanqa.interfaces.cli import app
-from spanqa.jobs.opendomain import evaluate_open_domain, retrieval_recall
+from spanqa.jobs.opendomain import WEIGHT_GRID, evaluate_open_domain, fit_retrieval_weight, retrieval_recall
 from spanqa.reading.index import build_index
 from spanqa.reading.reader import Reader
 from spanqa.stages.data import load_examples
@@ -82,7 +82,8 @@ def test_evaluation_searches_each_question_once_per_method_and_reads_what_ask_re
 
     monkeypatch.setattr(Index, "search", counted)
     result = evaluate_open_domain(reader, index, examples, passages=2, ks=(1, 3))
-    assert sorted(searches) == sorted((ex.question, 3, "bm25") for ex in examples)  # recall's search, reused for reading
+    # recall's search, deep enough for 10 passages, reused for reading
+    assert sorted(searches) == sorted((ex.question, 10, "bm25") for ex in examples)
     assert result.predictions == {qid: found.answer.text if found.answer else "" for qid, found in asked.items()}
 
 
@@ -98,7 +99,43 @@ def test_evaluate_index_cli(squad_file: Path, tmp_path: Path, tiny_bert_dir: Pat
     answers = json.loads((out / "open_domain_predictions.json").read_text())
     assert set(answers) == {"q0", "q1", "q2"} and all(isinstance(text, str) for text in answers.values())
     assert "bm25   recall@1 1.000  recall@5 1.000  recall@20 1.000" in result.stderr
-    assert "gold passage: EM" in result.stderr and "index (bm25, 2 passages): EM" in result.stderr
+    assert "gold passage: EM" in result.stderr and "index (bm25,  2 passages): EM" in result.stderr
+    assert "index (bm25,  1 passage ): EM" in result.stderr and "index (bm25, 10 passages): EM" in result.stderr
+    assert set(found["by_passages"]) == {"1", "2", "3", "10"} and found["fitted"]["retrieval_weight"] in WEIGHT_GRID
+    assert "retrieval weight fitted on these questions" in result.stderr
 
     result = runner.invoke(app, [*args, "--overwrite", "--index", str(tmp_path / "nope")])
     assert result.exit_code == 1 and "not a spanqa index" in result.stderr
+
+
+def test_passage_counts_are_read_once_and_ranked_for_each_count(squad_file: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    examples = load_examples(squad_file).examples
+    index = build_index([squad_file], tmp_path / "ix")
+    reader = Reader.from_pretrained(str(tiny_bert_dir), device="cpu")
+    result = evaluate_open_domain(reader, index, examples, passages=2, ks=(1,))
+    one = evaluate_open_domain(reader, index, examples, passages=1, ks=(1,))
+    assert sorted(result.by_passages) == [1, 2, 3, 10] and one.fitted is None
+    # The scores for one passage are those of a run that reads only one.
+    assert result.by_passages[1]["f1"] == pytest.approx(one.end_to_end["f1"])
+    assert result.by_passages[2]["f1"] == pytest.approx(result.end_to_end["f1"])
+    assert result.fitted is not None and set(result.fitted.tried) == set(WEIGHT_GRID)
+
+
+def test_fit_retrieval_weight_takes_the_best_and_the_smallest_of_equals() -> None:
+    assert fit_retrieval_weight(lambda w: -abs(w - 2.0), grid=(0.0, 1.0, 2.0, 3.0)).weight == 2.0
+    assert fit_retrieval_weight(lambda w: 50.0, grid=(0.0, 1.0, 2.0)).weight == 0.0
+
+
+def test_evaluate_index_save_stores_the_fitted_weight(squad_file: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    import shutil
+
+    from spanqa.core.config import SpanQAConfig
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    SpanQAConfig(retrieval_weight=123.0).save(model)
+    assert runner.invoke(app, ["index", str(squad_file), "--out", str(tmp_path / "ix")]).exit_code == 0
+    args = ["evaluate", "-m", str(model), "-d", str(squad_file), "--device", "cpu", "-o", str(tmp_path / "ev"), "--index", str(tmp_path / "ix")]
+    result = runner.invoke(app, [*args, "--save"])
+    assert result.exit_code == 0, result.output
+    assert SpanQAConfig.load(model).retrieval_weight in WEIGHT_GRID

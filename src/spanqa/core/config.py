@@ -47,6 +47,10 @@ class SpanQAConfig:
         temperature: Divides the span and null logits before the softmax that gives the scores
             users see; fitted on evaluation data (``spanqa evaluate --calibrate --save``) so that
             a score of 0.8 is right about 80% of the time. 1 leaves the model's scores as they are.
+        retrieval_weight: Over several retrieved passages (``ask --index``), the weight of a
+            passage's retrieval score (standardised over the question's passages) added to its
+            spans' scores; fitted on evaluation data by ``spanqa evaluate --index --save``. 0 ranks
+            by the reader alone.
     """
 
     max_length: int = 384
@@ -60,6 +64,7 @@ class SpanQAConfig:
     overlap_threshold: float = 0.5
     score_threshold: float = 0.0
     temperature: float = 1.0
+    retrieval_weight: float = 1.0
     spanqa_version: str = ""
     data_fingerprint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +100,8 @@ class SpanQAConfig:
         for name in ("overlap_threshold", "score_threshold"):
             if not 0.0 <= getattr(config, name) <= 1.0:  # also refuses NaN
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(config, name)!r}")
+        if not 0.0 <= config.retrieval_weight < float("inf"):
+            raise ConfigError(f"retrieval_weight must be a number >= 0, got {config.retrieval_weight!r}")
         if not 0.0 < config.temperature < float("inf"):
             raise ConfigError(f"temperature must be a positive number, got {config.temperature!r}")
         # Build both now: they validate max_length, stride, n_best... before anything heavy happens.

@@ -245,7 +245,7 @@ def evaluate_cmd(
     calibrate: bool = typer.Option(
         False, "--calibrate", help="Fit the score temperature on this data; report the expected calibration error before and after."
     ),
-    save: bool = typer.Option(False, "--save", help="Store what --tune-threshold / --calibrate found in the model's spanqa.json."),
+    save: bool = typer.Option(False, "--save", help="Store what --tune-threshold, --calibrate and --index fitted in the model's spanqa.json."),
     index: Optional[Path] = typer.Option(
         None, "--index", help="Also ask every question of a `spanqa index` folder: retrieval recall@1/5/20 and end-to-end EM/F1 beside the gold passage's."
     ),
@@ -292,11 +292,16 @@ def _echo_open_domain(metrics: dict[str, Any]) -> None:
     def em(scores: dict[str, Any]) -> float:
         return float(scores.get("exact_match", scores.get("exact", 0.0)))  # SQuAD v1.1 and v2.0 name it differently
 
-    typer.echo(
-        f"gold passage: EM {em(metrics):.2f} F1 {metrics['f1']:.2f}; "
-        f"index ({found['method']}, {found['passages']} passages): EM {em(end):.2f} F1 {end['f1']:.2f}",
-        err=True,
-    )
+    typer.echo(f"gold passage: EM {em(metrics):.2f} F1 {metrics['f1']:.2f}", err=True)
+    for count, scores in found["by_passages"].items():
+        typer.echo(f"index ({found['method']}, {count:>2} passage{'s' if count != '1' else ' '}): EM {em(scores):.2f} F1 {scores['f1']:.2f}", err=True)
+    fitted = found.get("fitted")
+    if fitted:
+        typer.echo(
+            f"retrieval weight fitted on these questions: {fitted['retrieval_weight']:g} "
+            f"(F1 {fitted['f1']:.2f} with {found['passages']} passages, against {end['f1']:.2f}; --save stores it)",
+            err=True,
+        )
 
 
 @app.command("report")
@@ -484,27 +489,47 @@ def _ask_index(model: str, question: str, index_dir: Path, passages: int, option
     ranked = []
     for a in found.answers:
         at = a.start - a.passage.start  # the answer's place in its passage
-        ranked.append((f"{a.text}  (score {a.score:.3f}, {a.doc_id} characters {a.start}-{a.end})", _in_context(a.passage.text, at, at + len(a.text))))
+        ranked.append((f"{a.text}  (score {a.score:.3f}, {_where(a)} characters {a.start}-{a.end})", _in_context(a.passage.text, at, at + len(a.text))))
     _print_answers(found.to_dict(), None if found.answer else found.result.no_answer_score, ranked, as_json)
+
+
+def _where(answer: Any) -> str:
+    """Where an index answer is: its file's name (or its document id for table rows), and its PDF page: ``report.pdf p. 2,``."""
+    name = Path(answer.source).name if answer.doc_id == answer.source else answer.doc_id
+    return f"{name} p. {answer.page}," if answer.page is not None else name
 
 
 @app.command("index")
 @user_errors
 def index_cmd(
-    docs: list[Path] = typer.Argument(..., help="Text/Markdown files, folders of them, JSONL/CSV/TSV/Parquet files or SQuAD JSON files."),
+    docs: list[Path] = typer.Argument(
+        ..., help="Text/Markdown, PDF, HTML or DOCX files, folders of them, JSONL/CSV/TSV/Parquet files or SQuAD JSON files."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="The index folder."),
     append: bool = typer.Option(False, "--append", help="Add documents to an existing index (its passages are kept)."),
     text_column: str = typer.Option("text", "--text-column", help="Column holding the text in JSONL/CSV/Parquet files."),
     id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding document ids (default: FILE#ROW)."),
     embedding_model: Optional[str] = typer.Option(
-        None, "--embedding-model", help="Also store sentence embeddings of this model (e.g. minilm) and fuse them with BM25."
+        None, "--embedding-model", help="Also store sentence embeddings of this model (e.g. minilm) and fuse them with BM25; none (the default): BM25 only."
     ),
+    strict: bool = typer.Option(False, "--strict", help="Fail on any file that cannot be read, instead of skipping it."),
 ) -> None:
-    """Split documents into passages and index them for `spanqa ask --index`."""
+    """Split documents into passages and index them for `spanqa ask --index`.
+
+    PDF, HTML and DOCX files that cannot be read (encrypted, scanned, damaged, no main text) are
+    skipped with a reason, unless --strict.
+    """
     from spanqa.reading.index import build_index
 
-    built = build_index(docs, out, append=append, text_column=text_column, id_column=id_column, embedding_model=embedding_model)
-    typer.echo(f"indexed {built.manifest['passages']} passages of {built.manifest['documents']} documents in {out}")
+    model = None if str(embedding_model).lower() == "none" else embedding_model  # --embedding-model none: BM25 only, as without the option
+    built = build_index(docs, out, append=append, text_column=text_column, id_column=id_column, embedding_model=model, strict=strict)
+    manifest = built.manifest
+    skipped = manifest.get("skipped", [])  # each one already named with its reason by the build's warning
+    files, documents = manifest.get("files", len(manifest["sources"])), manifest["documents"]
+    of_documents = f" of {documents} documents" if documents != files else ""
+    summary = f"indexed {files} file{'s' * (files != 1)} ({manifest['passages']} passages{of_documents}) in {out}"
+    typer.echo(summary + (f"; skipped {len(skipped)} file{'s' * (len(skipped) != 1)}" if skipped else ""))
+
 
 @app.command()
 @_with_options(_answer_option_parameters, _load_option_parameters)

@@ -169,7 +169,7 @@ class QuestionAnsweringPipeline:
         Returns:
             For one input, ``{"score", "start", "end", "answer"}`` (a list of them when ``top_k > 1``);
             for a list of inputs, one such result per input. Answers from an index also have
-            ``source`` and ``doc_id``; their ``start``/``end`` are offsets in that document.
+            ``source``, ``doc_id``, ``page`` (PDFs) and ``heading``; their ``start``/``end`` are offsets in that document.
         """
         if self.index is not None and not args and "question" in kwargs and "context" not in kwargs:
             return self._from_index(self.index, kwargs)
@@ -317,7 +317,8 @@ def _answer_dict(span: Span | None, no_answer_score: float, sourced: SourcedAnsw
         return {"score": no_answer_score, "start": 0, "end": 0, "answer": ""}
     if sourced is None:
         return {"score": span.score, "start": span.start, "end": span.end, "answer": span.text}
-    return {"score": sourced.score, "start": sourced.start, "end": sourced.end, "answer": sourced.text, "source": sourced.source, "doc_id": sourced.doc_id}
+    located = {"source": sourced.source, "doc_id": sourced.doc_id, "page": sourced.page, "heading": sourced.heading}
+    return {"score": sourced.score, "start": sourced.start, "end": sourced.end, "answer": sourced.text, **located}
 
 
 def _device(device: int | str | torch.device | None) -> str | None:

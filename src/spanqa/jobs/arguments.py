@@ -35,6 +35,9 @@ __all__ = [
     "settings_to_argv",
 ]
 
+DISTRACTORS = 2
+"""Distractor passages per training question by default (README, "Questions over documents": the measurements that chose it)."""
+
 
 @dataclass
 class TrainDataArguments:
@@ -113,6 +116,13 @@ class SpanQATrainingArguments(TrainingArguments):
     max_question_tokens: int = field(default=DEFAULTS.max_question_tokens, metadata={"help": "Longer questions are cut to this many tokens."})
     max_answer_length: int = field(default=DEFAULTS.max_answer_length, metadata={"help": "Longest answer considered, in tokens."})
     n_best: int = field(default=DEFAULTS.n_best, metadata={"help": "Candidate answers kept per question."})
+    distractors: int = field(
+        default=DISTRACTORS,
+        metadata={
+            "help": "No-answer passages per question: its closest other paragraphs of the training data by BM25. They make "
+            "span scores comparable across passages, so reading more passages (ask --index) helps; 0 turns them off."
+        },
+    )
     skip_impossible: bool = field(default=False, metadata={"help": "Train only on answerable questions (the XLM-R/UQA recipe)."})
     handle_impossible: bool | None = field(
         default=None,
@@ -179,6 +189,8 @@ class SpanQATrainingArguments(TrainingArguments):
                 raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
         if not self.num_train_epochs > 0 and self.max_steps <= 0:  # also refuses NaN
             raise ConfigError(f"--num_train_epochs must be a positive number (or set --max_steps), got {self.num_train_epochs!r}")
+        if isinstance(self.distractors, bool) or not isinstance(self.distractors, int) or self.distractors < 0:
+            raise ConfigError(f"--distractors must be 0 or a positive integer, got {self.distractors!r}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ConfigError(f"--learning_rate must be a positive number, got {self.learning_rate!r}")
 

@@ -229,10 +229,10 @@ def add_open_domain(evaluation: Evaluation, index: Index, passages: int = 10) ->
 
 
 def save_tuned_settings(evaluation: Evaluation, model_folder: str | Path) -> Path:
-    """Store what was tuned (null threshold) and fitted (temperature) in ``model_folder``'s ``spanqa.json``.
+    """Store what was tuned (null threshold) and fitted (temperature, retrieval weight) in ``model_folder``'s ``spanqa.json``.
 
     Args:
-        evaluation: An evaluation after :func:`tune_threshold` and/or :func:`calibrate_scores`.
+        evaluation: An evaluation after :func:`tune_threshold`, :func:`calibrate_scores` and/or :func:`add_open_domain`.
         model_folder: The local model folder.
     """
     folder = Path(model_folder)
@@ -241,6 +241,8 @@ def save_tuned_settings(evaluation: Evaluation, model_folder: str | Path) -> Pat
         found["null_threshold"] = evaluation.tuning.threshold
     if evaluation.calibration is not None:
         found["temperature"] = evaluation.calibration.temperature
+    if evaluation.open_domain is not None and evaluation.open_domain.fitted is not None:
+        found["retrieval_weight"] = evaluation.open_domain.fitted.weight
     if found:
         SpanQAConfig.load(folder).updated(**found).save(folder)
         for name, value in found.items():
@@ -361,10 +363,10 @@ def evaluate(
         evaluation = tune_threshold(evaluation)
     if steps.calibrate:
         evaluation = calibrate_scores(evaluation)
-    if save_to is not None:
-        save_tuned_settings(evaluation, save_to)
     if index is not None:
         evaluation = add_open_domain(evaluation, index, steps.passages)
+    if save_to is not None:
+        save_tuned_settings(evaluation, save_to)
     out = None
     if output_dir is not None:
         out = write_evaluation(evaluation, output_dir, overwrite=overwrite, settings=evaluation_settings(model, evaluation, source))

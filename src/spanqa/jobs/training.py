@@ -35,6 +35,7 @@ from spanqa.jobs.scoring import score_decoded
 from spanqa.runtime.devices import attention_kernels, pad_multiple
 from spanqa.stages.data import DataSource, QADataset, QAExample, read_dataset
 from spanqa.stages.decode import DecodeConfig, decode
+from spanqa.stages.distractors import with_distractors
 from spanqa.stages.features import Features
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -325,7 +326,7 @@ def _build_trainer(run: _Run, callbacks: list[Any] | None) -> SpanQATrainer:
         millions = qa_model.num_parameters() / 1e6
         logger.info("learning rate %.0e (picked for a model of %.0fM parameters; set learning_rate to override)", args.learning_rate, millions)
     cache_dir = default_cache_dir() if args.cache_features else None
-    train_features = cached_features(run.train_examples, tokenizer, window, cache_dir)
+    train_features = cached_features(with_distractors(run.train_examples, args.distractors), tokenizer, window, cache_dir)
     spanqa_config = args.spanqa_config(handle_impossible=_handle_impossible(run), data_fingerprint=run.train_set.fingerprint())
     evaluator, eval_dataset = None, None
     if run.eval_set is not None:

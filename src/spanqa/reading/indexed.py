@@ -21,7 +21,8 @@ __all__ = ["SourcedAnswer", "IndexAnswer", "index_request", "sourced_answers", "
 
 @dataclass(frozen=True)
 class SourcedAnswer:
-    """An answer located in its source document: ``document text[start:end] == text``."""
+    """An answer located in its source document: ``document text[start:end] == text``, with the
+    passage's PDF page and heading (None when unknown)."""
 
     text: str
     score: float
@@ -30,6 +31,8 @@ class SourcedAnswer:
     start: int
     end: int
     passage: Passage
+    page: int | None = None
+    heading: str | None = None
 
 
 @dataclass
@@ -49,14 +52,17 @@ class IndexAnswer:
     def to_dict(self) -> dict[str, Any]:
         """The answers as JSON (``spanqa ask --index --json``, the HTTP API): the reader's result
         (:meth:`~spanqa.reading.results.ReaderResult.to_dict`, offsets in the passages it read), each
-        answer also naming its passage, source file, document id and offsets in that document, and
-        the decided answer's source and offsets beside it."""
+        answer also naming its passage, source file, PDF page, heading, document id and offsets in
+        that document, and the decided answer's source, page, heading and offsets beside it."""
         out = self.result.to_dict()
         for span, answer in zip(out["answers"], self.answers):
-            span.update(passage=answer.passage.text, source=answer.source, doc_id=answer.doc_id, document_start=answer.start, document_end=answer.end)
+            span.update(passage=answer.passage.text, source=answer.source, page=answer.page, heading=answer.heading, doc_id=answer.doc_id)
+            span.update(document_start=answer.start, document_end=answer.end)
         best = self.answer
         out.update(
             source=best.source if best else None,
+            page=best.page if best else None,
+            heading=best.heading if best else None,
             doc_id=best.doc_id if best else None,
             document_start=best.start if best else None,
             document_end=best.end if best else None,
@@ -80,7 +86,8 @@ def index_request(
             read), instead of searching again.
     """
     hits = index.search(question, passages) if hits is None else list(hits[:passages])
-    return QARequest(question, documents=[hit.passage.text for hit in hits], options=options or AnswerOptions(), id=id), hits
+    texts, scores = [hit.passage.text for hit in hits], [hit.score for hit in hits]
+    return QARequest(question, documents=texts, options=options or AnswerOptions(), id=id, document_scores=scores), hits
 
 
 def sourced_answers(result: ReaderResult, hits: Sequence[Hit]) -> list[SourcedAnswer]:
@@ -94,7 +101,8 @@ def sourced_answers(result: ReaderResult, hits: Sequence[Hit]) -> list[SourcedAn
     located = []
     for span in result.answers:
         passage = hits[span.document or 0].passage
-        located.append(SourcedAnswer(span.text, span.score, passage.doc_id, passage.source, passage.start + span.start, passage.start + span.end, passage))
+        start, end = passage.start + span.start, passage.start + span.end
+        located.append(SourcedAnswer(span.text, span.score, passage.doc_id, passage.source, start, end, passage, passage.page, passage.heading))
     return located
 
 

@@ -27,7 +27,7 @@ from spanqa.runtime.devices import release_freed_memory
 from spanqa.runtime.models import load_qa_model, load_tokenizer, resolve_model
 from spanqa.runtime.options import LOAD_OPTION_NAMES, LoadOptions
 from spanqa.stages.data import QAExample
-from spanqa.stages.decode import DecodeConfig, ExamplePrediction, Span, SpanDecoder, abstains, answer_scores, no_answer_threshold
+from spanqa.stages.decode import DecodeConfig, ExamplePrediction, Span, SpanDecoder, abstains, answer_scores, no_answer_threshold, passage_offsets
 from spanqa.stages.features import Features, WindowConfig, build_features
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -250,22 +250,31 @@ class Reader:
         return results
 
     def _answer_chunk(self, requests: list[QARequest]) -> list[ReaderResult]:
-        """One shared pass per word-alignment setting (it changes the windows' features), each request ranked on its own."""
+        return [self.rank(request, texts) for request, texts in zip(requests, self.read_texts(requests))]
+
+    def read_texts(self, requests: Sequence[QARequest]) -> list[list[ExamplePrediction]]:
+        """Each request's texts decoded one by one, before :meth:`rank` ranks them together: per
+        text its candidate spans (logits) and its null score.
+
+        One shared pass per word-alignment setting (it changes the windows' features).
+
+        Args:
+            requests: The questions with their texts and options.
+        """
         resolved = [request.options.filled_from(self.config) for request in requests]
-        results: dict[int, ReaderResult] = {}
+        results: dict[int, list[ExamplePrediction]] = {}
         for align in sorted({bool(options.align_to_words) for options in resolved}):
             group = [i for i, options in enumerate(resolved) if bool(options.align_to_words) == align]
-            results.update(zip(group, self._answer_group([requests[i] for i in group], [resolved[i] for i in group], align)))
+            results.update(zip(group, self._read_group([requests[i] for i in group], [resolved[i] for i in group], align)))
         return [results[i] for i in range(len(requests))]
 
-    def _answer_group(self, requests: list[QARequest], resolved: list[AnswerOptions], align: bool) -> list[ReaderResult]:
+    def _read_group(self, requests: list[QARequest], resolved: list[AnswerOptions], align: bool) -> list[list[ExamplePrediction]]:
         examples: list[QAExample] = []
-        owners: list[tuple[int, int]] = []
+        owners: list[int] = []
         for r, request in enumerate(requests):
-            for d, text in enumerate(request.texts):
-                examples.append(QAExample(id=f"{r}:{d}", question=request.question.strip(), context=text))
-                owners.append((r, d))
-        limits = np.array([resolved[r].max_answer_length for r, _ in owners])
+            examples.extend(QAExample(id=f"{r}:{d}", question=request.question.strip(), context=text) for d, text in enumerate(request.texts))
+            owners.extend([r] * len(request.texts))
+        limits = np.array([resolved[r].max_answer_length for r in owners])
         # Overlapping candidates are dropped from the top-k lists: gather more so that k distinct ones remain.
         wanted = max(options.top_k if options.overlap_threshold == 1.0 else 4 * options.top_k for options in resolved)
         config = DecodeConfig(
@@ -275,11 +284,10 @@ class Reader:
             align_to_words=align,
             temperature=self.config.temperature,
         )
-        per_document = self._decode(examples, config, limits)
-        grouped: list[list[tuple[int, ExamplePrediction]]] = [[] for _ in requests]
-        for (r, d), prediction in zip(owners, per_document):
-            grouped[r].append((d, prediction))
-        return [self._ranked(request, options, grouped[r]) for r, (request, options) in enumerate(zip(requests, resolved))]
+        grouped: list[list[ExamplePrediction]] = [[] for _ in requests]
+        for r, prediction in zip(owners, self._decode(examples, config, limits)):
+            grouped[r].append(prediction)
+        return grouped
 
     def _decode(self, examples: Sequence[QAExample], config: DecodeConfig, max_answer_lengths: np.ndarray | None = None) -> list[ExamplePrediction]:
         """The one inference path: windows, model, decode."""
@@ -290,34 +298,45 @@ class Reader:
             release_freed_memory()  # each batch has its own length: keep the heap from fragmenting
         return decoder.finalize()
 
-    def _ranked(self, request: QARequest, options: AnswerOptions, documents: list[tuple[int, ExamplePrediction]]) -> ReaderResult:
-        """Pool every document's candidates, normalise them with the null answer, keep the top_k
-        that pass the score threshold and do not overlap a better answer from the same text.
+    def rank(self, request: QARequest, texts: Sequence[ExamplePrediction], retrieval_weight: float | None = None) -> ReaderResult:
+        """Pool the candidates of every text of ``request``, each scored against its own text's null
+        score (and, with ``request.document_scores``, the retrieval score fused in; see
+        :func:`~spanqa.stages.decode.passage_offsets`), and keep the ``top_k`` that pass the score
+        threshold and do not overlap a better answer from the same text. "No answer" when no text's
+        best span beats its null score by the no-answer threshold.
 
         Args:
             request: The question.
-            options: Its answer options, every field filled (see :meth:`AnswerOptions.filled_from`).
-            documents: Each text's index and decoded candidates.
+            texts: :meth:`read_texts`'s result for it (the first ``len(request.texts)`` are used).
+            retrieval_weight: Instead of the model's ``retrieval_weight`` (``evaluate --index`` fits it this way).
         """
-        single = request.context is not None
+        options = request.options.filled_from(self.config)
+        weight = self.config.retrieval_weight if retrieval_weight is None else retrieval_weight
+        read = list(texts[: len(request.texts)])
+        offsets = passage_offsets([prediction.null_score for prediction in read], request.document_scores, weight)
         pool = sorted(
-            ((span, d) for d, prediction in documents for span in prediction.candidates), key=lambda item: -item[0].logit
+            ((span.logit + offsets[d], span, d) for d, prediction in enumerate(read) for span in prediction.candidates), key=lambda item: -item[0]
         )
-        null_score = min(prediction.null_score for _, prediction in documents)
         handle = bool(options.handle_impossible)
-        probs, null_probability = answer_scores([span.logit for span, _ in pool], null_score, self.config.temperature, with_null=handle)
-        answers: list[Span] = []
-        for i, (span, d) in enumerate(pool):
-            if len(answers) == options.top_k or probs[i] < (options.score_threshold or 0.0):
-                break  # best first: every later one scores lower
-            document = None if single else d
-            if any(a.document == document and _overlap(a, span) > (options.overlap_threshold or 0.0) for a in answers):
-                continue  # the same answer again, or most of it: the better-scored one stands for both
-            answers.append(replace(span, score=float(probs[i]), document=document))
-        best = pool[0][0].logit if pool else -np.inf
-        impossible = not answers or (handle and abstains(null_score, best, self.config.null_threshold))
+        probs, null_probability = answer_scores([score for score, _, _ in pool], 0.0, self.config.temperature, with_null=handle)
+        answers = _top_answers(pool, probs, options, single=request.context is not None)
+        best = pool[0][0] if pool else -np.inf
+        impossible = not answers or (handle and abstains(0.0, best, self.config.null_threshold))
         shown_threshold = no_answer_threshold(self.config.null_threshold, self.config.temperature) if handle else 1.0
         return ReaderResult(request.question, answers, null_probability, bool(impossible), request.id, shown_threshold)
+
+
+def _top_answers(pool: list[tuple[float, Span, int]], probs: np.ndarray, options: AnswerOptions, single: bool) -> list[Span]:
+    """The ``top_k`` best of ``pool`` (best first) above the score threshold, none overlapping a better one of its text."""
+    answers: list[Span] = []
+    for i, (_, span, d) in enumerate(pool):
+        if len(answers) == options.top_k or probs[i] < (options.score_threshold or 0.0):
+            break  # best first: every later one scores lower
+        document = None if single else d
+        if any(a.document == document and _overlap(a, span) > (options.overlap_threshold or 0.0) for a in answers):
+            continue  # the same answer again, or most of it: the better-scored one stands for both
+        answers.append(replace(span, score=float(probs[i]), document=document))
+    return answers
 
 
 def _overlap(a: Span, b: Span) -> float:

@@ -84,6 +84,8 @@ class QARequest:
         documents: Several texts; answers are ranked across them and name their document.
         options: How to answer (top_k, limits, no-answer handling); default: the model's settings.
         id: Echoed back in the result.
+        document_scores: The documents' retrieval scores (higher is better), fused into the ranking
+            by the model's ``retrieval_weight``; None ranks by the reader alone.
     """
 
     question: str
@@ -91,6 +93,7 @@ class QARequest:
     documents: list[str] | None = None
     options: AnswerOptions = field(default_factory=AnswerOptions)
     id: str | None = None
+    document_scores: list[float] | None = None
     _texts: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +107,8 @@ class QARequest:
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise DataError("empty context" if self.context is not None else f"document {i} is empty")
+        if self.document_scores is not None and (self.documents is None or len(self.document_scores) != len(texts)):
+            raise DataError(f"{len(self.document_scores)} document scores for {len(texts) if self.documents is not None else 0} documents")
         if not isinstance(self.options, AnswerOptions):
             raise TypeError(f"options must be AnswerOptions, got {type(self.options).__name__}")
         self._texts = texts

@@ -27,6 +27,7 @@ __all__ = [
     "SpanDecoder",
     "decode",
     "abstains",
+    "passage_offsets",
     "normalize_scores",
     "answer_scores",
     "no_answer_probability",
@@ -106,6 +107,30 @@ def answer_scores(
     best = logits.max(axis=-1) if logits.shape[-1] else np.full(logits.shape[:-1], -np.inf)
     null = no_answer_probability(null_score, best, temperature) if with_null else np.zeros_like(best)[()]
     return spans * (1.0 - np.asarray(null))[..., None], null
+
+
+def passage_offsets(null_scores: Sequence[float], retrieval_scores: Sequence[float] | None = None, retrieval_weight: float = 0.0) -> np.ndarray:
+    """What each passage adds to its spans' logits so that spans rank across passages: minus the
+    passage's null score (a span counts by how much it beats "not in this passage"; a model trained
+    with distractor passages learns that null), plus ``retrieval_weight`` times the passage's
+    retrieval score standardised over the question's passages (the retriever's opinion, fused in).
+
+    With one passage the offset only shifts every logit and the null score alike: probabilities and
+    the no-answer rule (against a null score of 0) are as without it.
+
+    Args:
+        null_scores: Each passage's null score (its windows' lowest); ``-inf`` (no window) adds nothing.
+        retrieval_scores: Each passage's retrieval score (higher is better), or None.
+        retrieval_weight: The retrieval score's weight (``spanqa.json``, fitted by ``evaluate --index``).
+    """
+    null = np.asarray(null_scores, dtype=np.float64)
+    offsets = np.where(np.isfinite(null), -null, 0.0)
+    if retrieval_scores is not None and retrieval_weight and len(offsets) > 1:
+        found = np.asarray(retrieval_scores, dtype=np.float64)
+        spread = found.std()
+        if spread > 0:
+            offsets = offsets + retrieval_weight * (found - found.mean()) / spread
+    return offsets
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ class AnswerSpan(BaseModel):
     # there the "documents" are the retrieved passages, so `text == passage[start:end]`.
     passage: str | None = Field(None, description="Index answers only: the retrieved passage holding the answer; `text == passage[start:end]`.")
     source: str | None = Field(None, description="Index answers only: the file the answer's document came from.")
+    page: int | None = Field(None, description="Index answers only: the (1-based) PDF page holding the passage (null for other files).")
+    heading: str | None = Field(None, description="Index answers only: the nearest heading before the passage (Markdown, HTML, DOCX), or null.")
     doc_id: str | None = Field(None, description="Index answers only: the id of the answer's document (a file path, `FILE#ROW` or an id column).")
     document_start: int | None = Field(None, description="Index answers only: character offset of the answer in its source document.")
     document_end: int | None = Field(None, description="Index answers only: offset just past the answer in its source document.")
@@ -100,6 +102,8 @@ class AnswerResponse(BaseModel):
     )
     answers: list[AnswerSpan] = Field(description="The `top_k` best spans, best first.")
     source: str | None = Field(None, description="Index answers only: the best answer's source file (null for 'no answer').")
+    page: int | None = Field(None, description="Index answers only: the best answer's PDF page (null for other files).")
+    heading: str | None = Field(None, description="Index answers only: the heading of the best answer's passage, or null.")
     doc_id: str | None = Field(None, description="Index answers only: the best answer's document id.")
     document_start: int | None = Field(None, description="Index answers only: the best answer's character offset in its source document.")
     document_end: int | None = Field(None, description="Index answers only: the offset just past the best answer in its source document.")
