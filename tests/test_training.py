@@ -243,7 +243,7 @@ def test_training_arguments_subclass_adds_only_qa_fields():
     assert added == {
         "max_length", "stride", "max_question_tokens", "max_answer_length", "n_best", "skip_impossible", "handle_impossible",
         "eval_lang", "early_stopping_patience", "keep_checkpoints", "attention_dropout", "tune_null_threshold",
-        "mixed_precision", "cache_features",
+        "mixed_precision", "cache_features", "distractors",
     }
     for f in fields(SpanQATrainingArguments):
         if f.name in added:
