@@ -285,9 +285,17 @@ def test_cli_one_bad_file_is_one_error_line(bad_files: dict[str, Path], tmp_path
     assert not (tmp_path / "ix").exists()
 
 
-def test_ask_index_names_the_pdf_and_its_page(tmp_path: Path, tiny_bert_dir: Path) -> None:
+def test_ask_index_names_the_pdf_and_its_page(tmp_path: Path, tiny_bert_dir: Path, bad_files: dict[str, Path]) -> None:
     pdf = make_pdf(tmp_path / "coast.pdf", PAGES)
-    assert runner.invoke(app, ["index", str(pdf), "--out", str(tmp_path / "ix")]).exit_code == 0
+    page = tmp_path / "garden.html"
+    page.write_text(ARTICLE, encoding="utf-8")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Tomatoes want sun and water every morning.\n\nBasil grows beside them.", encoding="utf-8")
+    files = [pdf, page, make_docx(tmp_path / "history.docx"), notes, bad_files["locked.pdf"], bad_files["random.pdf"]]
+    built = runner.invoke(app, ["index", *map(str, files), "--out", str(tmp_path / "ix")])
+    assert built.exit_code == 0, built.output
+    assert "indexed 4 files" in built.stdout and "skipped 2 files" in built.stdout
+    assert f"{bad_files['locked.pdf']}: skipped (encrypted)" in built.stderr and f"{bad_files['random.pdf']}: skipped (not a PDF file" in built.stderr
     # Only page 2 shares words with the question, so the one passage read (and any answer) is on page 2.
     args = ["ask", str(tiny_bert_dir), "Who built the lighthouse in 1874?", "--index", str(tmp_path / "ix"), "--passages", "1", "--top-k", "2"]
     result = runner.invoke(app, [*args, "--json", "--always-answer", "--device", "cpu"])
