@@ -139,3 +139,25 @@ def test_evaluate_index_save_stores_the_fitted_weight(squad_file: Path, tmp_path
     result = runner.invoke(app, [*args, "--save"])
     assert result.exit_code == 0, result.output
     assert SpanQAConfig.load(model).retrieval_weight in WEIGHT_GRID
+
+
+def test_fit_passage_ranking_asks_the_datas_own_paragraphs_and_saves_the_weight(squad_file: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    import shutil
+
+    from spanqa.core.config import SpanQAConfig
+    from spanqa.jobs.evaluate import fit_passage_ranking, predict_dataset, save_tuned_settings, score_evaluation
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    SpanQAConfig(retrieval_weight=123.0).save(model)
+    reader = Reader.from_pretrained(str(model), device="cpu")
+    evaluation = score_evaluation(predict_dataset(reader, load_examples(squad_file)))
+    fitted = fit_passage_ranking(evaluation, questions=2)
+    assert fitted.open_domain is not None and fitted.open_domain.questions == 2  # a sample of the questions
+    assert sorted(fitted.open_domain.by_passages) == [1, 3, 10] and "open_domain" in fitted.metrics
+    save_tuned_settings(fitted, model)
+    assert SpanQAConfig.load(model).retrieval_weight in WEIGHT_GRID
+    # Two paragraphs are nothing to rank across: the evaluation is left as it is.
+    dataset = load_examples(squad_file)
+    two = score_evaluation(predict_dataset(reader, dataset.subset(dataset.examples[:2])))
+    assert fit_passage_ranking(two).open_domain is None

@@ -58,6 +58,9 @@ def test_train_saves_standard_layout_and_evaluate_reproduces_metrics(tiny_bert_d
     config = json.loads((out / "spanqa.json").read_text())
     assert config["null_threshold"] == saved["null_threshold"]  # tuned on the dev data (v2), applied by evaluate
     assert saved["default_threshold"]["null_threshold"] == 0.0
+    # The retrieval weight fitted over the dev data's own paragraphs (9 of them) is what spanqa.json keeps.
+    assert sorted(saved["open_domain"]["by_passages"]) == ["1", "10", "3"]
+    assert config["retrieval_weight"] == saved["open_domain"]["fitted"]["retrieval_weight"]
     assert saved["f1"] >= saved["default_threshold"]["f1"]
     assert config["max_length"] == 128 and config["stride"] == 32 and config["handle_impossible"] is True
     assert config["spanqa_version"] and config["data_fingerprint"]

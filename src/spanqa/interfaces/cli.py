@@ -413,6 +413,12 @@ def train_cmd(ctx: typer.Context) -> None:
     if result.metrics:
         shown = {k: round(v, 2) for k, v in result.metrics.items() if k in ("exact", "exact_match", "f1", "HasAns_f1", "NoAns_f1", "best_f1")}
         typer.echo("dev " + "  ".join(f"{k}={v}" for k, v in shown.items()))
+        ranking = result.metrics.get("open_domain")
+        if ranking:  # the eval data's own paragraphs, as an index: how reading more passages does
+            by_count = "  ".join(f"{count}: {scores['f1']:.2f}" for count, scores in ranking["by_passages"].items())
+            fitted = ranking["fitted"]
+            typer.echo(f"dev F1 from its paragraphs' index by passages read  {by_count}")
+            typer.echo(f"saved retrieval weight {fitted['retrieval_weight']:g} (F1 {fitted['f1']:.2f} with 10 passages)")
     typer.echo(f"saved model to {result.output_dir} ({result.global_step} steps, {result.training_seconds / 60:.1f} min)")
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "tune_threshold",
     "calibrate_scores",
     "add_open_domain",
+    "fit_passage_ranking",
     "save_tuned_settings",
     "write_evaluation",
     "evaluation_settings",
@@ -225,6 +226,42 @@ def add_open_domain(evaluation: Evaluation, index: Index, passages: int = 10) ->
     found = evaluate_open_domain(
         evaluation.reader, index, evaluation.dataset.examples, passages=passages, version_2=evaluation.version_2, lang=evaluation.lang
     )
+    return replace(evaluation, metrics={**evaluation.metrics, "open_domain": found.to_dict()}, open_domain=found)
+
+
+FIT_QUESTIONS = 500
+"""Most questions :func:`fit_passage_ranking` asks (each reads 10 passages: ten times the evaluation's reading)."""
+
+
+def fit_passage_ranking(evaluation: Evaluation, questions: int = FIT_QUESTIONS, seed: int = 0) -> Evaluation:
+    """Ask (a sample of) the questions of a BM25 index of the data's own paragraphs, as
+    ``evaluate --index`` does: EM/F1 with 1, 3 and 10 passages and the fitted retrieval weight go
+    into the metrics under ``open_domain`` (:func:`save_tuned_settings` then saves the weight).
+    Data with fewer than 3 paragraphs is left as it is (nothing to rank across).
+
+    Args:
+        evaluation: A scored evaluation.
+        questions: Most questions asked (a seeded sample of them; all when there are fewer).
+        seed: The sample's seed.
+    """
+    import json
+    import random
+    import tempfile
+
+    from spanqa.reading.index import build_index
+
+    examples = evaluation.dataset.examples
+    contexts = list(dict.fromkeys(ex.context for ex in examples))
+    if len(contexts) < 3:
+        return evaluation
+    asked = sorted(random.Random(seed).sample(range(len(examples)), min(questions, len(examples))))
+    with tempfile.TemporaryDirectory(prefix="spanqa-paragraphs-") as folder:
+        rows = "".join(json.dumps({"text": context}, ensure_ascii=False) + "\n" for context in contexts)
+        (Path(folder) / "paragraphs.jsonl").write_text(rows, encoding="utf-8")
+        index = build_index([Path(folder) / "paragraphs.jsonl"], Path(folder) / "index")
+        found = evaluate_open_domain(
+            evaluation.reader, index, [examples[i] for i in asked], passages=10, version_2=evaluation.version_2, lang=evaluation.lang
+        )
     return replace(evaluation, metrics={**evaluation.metrics, "open_domain": found.to_dict()}, open_domain=found)
 
 

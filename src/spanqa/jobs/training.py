@@ -506,12 +506,14 @@ def _final_evaluation(
 
     The evaluation steps of :mod:`spanqa.jobs.evaluate`, composed: on v2 data the null threshold that
     maximises F1 is tuned and the headline metrics are those at it; the score temperature is fitted
-    (it changes no answer); both are saved in ``spanqa.json``. How ``eval_set`` was read
+    (it changes no answer), and the retrieval weight over the eval data's own paragraphs
+    (:func:`~spanqa.jobs.evaluate.fit_passage_ranking`); all are saved in ``spanqa.json``. How ``eval_set`` was read
     (``eval_source``) goes into ``eval/evaluation.json`` for ``spanqa report``.
     """
     from spanqa.jobs.evaluate import (
         calibrate_scores,
         evaluation_settings,
+        fit_passage_ranking,
         predict_dataset,
         save_tuned_settings,
         score_evaluation,
@@ -530,6 +532,8 @@ def _final_evaluation(
         _log_tuning(evaluation.tuning)
     # The scores users see should mean what they say; the temperature changes no answer.
     evaluation = calibrate_scores(evaluation)
+    # How reading several passages ranks (ask --index): fitted on the eval data's own paragraphs.
+    evaluation = fit_passage_ranking(evaluation)
     save_tuned_settings(evaluation, output_dir)
     # This run's own eval folder: replacing the model folder was allowed already.
     write_evaluation(evaluation, output_dir / "eval", overwrite=True, settings=evaluation_settings(output_dir, evaluation, eval_source))
