@@ -28,3 +28,17 @@ def test_train_speed_runs_both_arms(tiny_bert_dir, sample_train, sample_dev, tmp
     figures = json.loads(out.read_text())
     assert [f["name"] for f in figures] == ["recipe", "spanqa default", "spanqa fp32"]
     assert all(f["steps"] == 2 and f["samples_per_second"] > 0 for f in figures)
+
+
+def test_passage_ranking_prints_every_rule(tiny_bert_dir, sample_dev, tmp_path):
+    from spanqa.reading.index import build_index
+
+    build_index([sample_dev], tmp_path / "ix")
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "passage_ranking.py"), str(tiny_bert_dir), str(tmp_path / "ix"), str(sample_dev)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CPU:" in proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if "| 10: " in line]
+    assert len(rows) == 12 and any(row.strip().startswith("minus-null+12") for row in rows)

@@ -42,7 +42,7 @@ __all__ = [
 RECALL_KS = (1, 5, 20)
 PASSAGE_COUNTS = (1, 3, 10)
 """Passages read per question for the end-to-end scores of ``evaluate --index`` (besides ``--passages``)."""
-WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+WEIGHT_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 """Retrieval weights tried by :func:`fit_retrieval_weight`."""
 READ_CHUNK = 256
 """Questions whose passages are read in one shared pass (bounds the windows held at once)."""
