@@ -47,7 +47,8 @@ def main() -> None:
     hits = [index.search(ex.question, max(COUNTS)) for ex in examples]
     flat = [QAExample(id=f"{i}:{j}", question=ex.question, context=hit.passage.text) for i, ex in enumerate(examples) for j, hit in enumerate(hits[i])]
     read = reader.predict_examples(flat, reader.config.decode_config(handle_impossible=False))
-    per_question = [read[i * max(COUNTS) : (i + 1) * max(COUNTS)] for i in range(len(examples))]
+    ends = np.cumsum([len(found) for found in hits])  # a small index may hold fewer than 10 passages
+    per_question = [read[end - len(found) : end] for end, found in zip(ends, hits)]
     bm25 = [np.array([hit.score for hit in found]) for found in hits]
 
     def scores(relative: bool, weight: float) -> str:
@@ -56,7 +57,7 @@ def main() -> None:
             answers = {}
             for ex, passages, found in zip(examples, per_question, bm25):
                 first = found[:count]
-                z = (first - first.mean()) / first.std() if count > 1 and first.std() > 0 else np.zeros(count)
+                z = (first - first.mean()) / first.std() if len(first) > 1 and first.std() > 0 else np.zeros(len(first))
                 ranked = [
                     (p.candidates[0].logit - (p.null_score if relative else 0.0) + weight * z[j], p.candidates[0].text)
                     for j, p in enumerate(passages[:count])
