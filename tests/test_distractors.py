@@ -68,7 +68,9 @@ def test_distractors_setting_is_checked() -> None:
 
     with pytest.raises(ConfigError, match="--distractors"):
         SpanQATrainingArguments(output_dir="x", distractors=-1)
-    assert SpanQATrainingArguments(output_dir="x").distractors >= 1  # on by default
+    from spanqa.jobs.arguments import DISTRACTORS
+
+    assert SpanQATrainingArguments(output_dir="x").distractors == DISTRACTORS
 
 
 def test_one_passage_offsets_change_neither_probabilities_nor_the_no_answer_rule() -> None:
@@ -104,8 +106,8 @@ def test_ranking_across_documents_uses_each_documents_null_and_retrieval_scores(
         QARequest("q?", documents=docs, document_scores=[1.0])
 
 
-@pytest.mark.parametrize("distractors", [None, 0])
-def test_training_reads_distractor_windows_by_default(tiny_bert_dir, sample_train, tmp_path, monkeypatch, distractors) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("distractors", [None, 0, 2])
+def test_training_reads_distractor_windows_when_asked(tiny_bert_dir, sample_train, tmp_path, monkeypatch, distractors) -> None:  # type: ignore[no-untyped-def]
     import spanqa.jobs.training as training
 
     seen: list[list[QAExample]] = []
@@ -121,7 +123,9 @@ def test_training_reads_distractor_windows_by_default(tiny_bert_dir, sample_trai
     training.train(str(tiny_bert_dir), sample_train, output_dir=str(tmp_path / "m"), max_steps=1, **settings, **chosen)
     trained = seen[0]
     extra = [ex for ex in trained if DISTRACTOR_MARK in ex.id]
-    if distractors == 0:
+    from spanqa.jobs.arguments import DISTRACTORS
+
+    if (DISTRACTORS if distractors is None else distractors) == 0:
         assert extra == []
     else:
         originals = [ex for ex in trained if DISTRACTOR_MARK not in ex.id]

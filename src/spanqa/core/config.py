@@ -49,8 +49,9 @@ class SpanQAConfig:
             a score of 0.8 is right about 80% of the time. 1 leaves the model's scores as they are.
         retrieval_weight: Over several retrieved passages (``ask --index``), the weight of a
             passage's retrieval score (standardised over the question's passages) added to its
-            spans' scores; fitted on evaluation data by ``spanqa evaluate --index --save``. 0 ranks
-            by the reader alone.
+            spans' scores; fitted on the eval data's paragraphs at the end of training and by
+            ``spanqa evaluate --index --save``. 0 ranks by the reader alone. The default, 8, is
+            where both XQuAD-en models of the README's table did well (47.40 and 46.22 F1 with 10 passages).
     """
 
     max_length: int = 384
@@ -64,7 +65,7 @@ class SpanQAConfig:
     overlap_threshold: float = 0.5
     score_threshold: float = 0.0
     temperature: float = 1.0
-    retrieval_weight: float = 1.0
+    retrieval_weight: float = 8.0
     spanqa_version: str = ""
     data_fingerprint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
