@@ -320,7 +320,9 @@ def test_cli_trains_on_xquad_article_split(tiny_bert_dir, tmp_path):
                 "--output-dir", str(tmp_path / "m"), "--max-steps", "2", "--max-length", "256", "--stride", "64"])
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
-    assert set(metrics) == {"exact_match", "f1", "calibration"}  # v1.1 data: the v1.1 script's keys, and the fitted temperature
+    # v1.1 data: the v1.1 script's keys, the fitted temperature, and F1 over the eval paragraphs' index by passages read
+    assert set(metrics) == {"exact_match", "f1", "calibration", "open_domain"}
+    assert "dev F1 from its paragraphs' index by passages read  1: " in res.output
 
 
 @needs_shared(SUBJQA)
