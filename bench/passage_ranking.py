@@ -40,7 +40,7 @@ def main() -> None:
     from spanqa.reading.index import Index
     from spanqa.reading.reader import Reader
     from spanqa.stages.data import QAExample, load_examples
-    from spanqa.stages.metrics import score_predictions
+    from spanqa.stages.metrics import headline_exact_match, score_predictions
 
     index, reader = Index.load(args.index), Reader.from_pretrained(args.model, device="cpu")
     examples = load_examples(args.eval).examples
@@ -66,7 +66,7 @@ def main() -> None:
                 best = max(ranked, default=(0.0, ""))
                 answers[ex.id] = best[1]
             metrics = score_predictions(examples, answers).metrics
-            exact = metrics.get("exact_match", metrics.get("exact", 0.0))  # SQuAD v1.1 and v2.0 name it differently
+            exact = headline_exact_match(metrics)
             cells.append(f"{count}: {exact:.2f}/{metrics['f1']:.2f}")
         return " | ".join(cells)
 

@@ -288,9 +288,7 @@ def _echo_open_domain(metrics: dict[str, Any]) -> None:
     for method, recall in found["retrieval"].items():
         typer.echo(f"{method:<6} " + "  ".join(f"{name} {value:.3f}" for name, value in recall.items() if name.startswith("recall@")), err=True)
     end = found["end_to_end"]
-
-    def em(scores: dict[str, Any]) -> float:
-        return float(scores.get("exact_match", scores.get("exact", 0.0)))  # SQuAD v1.1 and v2.0 name it differently
+    from spanqa.stages.metrics import headline_exact_match as em
 
     typer.echo(f"gold passage: EM {em(metrics):.2f} F1 {metrics['f1']:.2f}", err=True)
     for count, scores in found["by_passages"].items():

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from spanqa.reading.indexed import index_request
 from spanqa.reading.options import AnswerOptions
 from spanqa.reading.results import QARequest
-from spanqa.stages.metrics import normalize_answer, score_predictions
+from spanqa.stages.metrics import headline_exact_match, normalize_answer, score_predictions
 
 if TYPE_CHECKING:  # pragma: no cover
     from spanqa.reading.index import Hit, Index
@@ -213,7 +213,7 @@ def fit_retrieval_weight(f1_of: Callable[[float], float], grid: Sequence[float] 
 
 
 def _em_f1(metrics: dict[str, Any]) -> dict[str, float]:
-    return {"exact_match": float(metrics.get("exact_match", metrics.get("exact", 0.0))), "f1": float(metrics["f1"])}
+    return {"exact_match": headline_exact_match(metrics), "f1": float(metrics["f1"])}
 
 
 @dataclass

@@ -27,6 +27,7 @@ from spanqa.core.errors import ConfigError, DataError, did_you_mean
 from spanqa.stages.data import QAExample
 
 __all__ = [
+    "headline_exact_match",
     "normalize_answer",
     "answer_tokens",
     "exact_score",
@@ -387,3 +388,12 @@ def threshold_curve(
     if np.isfinite(below):
         thresholds, scores = np.insert(thresholds, 0, below), np.insert(scores, 0, start)
     return thresholds, 100.0 * scores / total
+
+
+def headline_exact_match(metrics: Mapping[str, Any]) -> float:
+    """The exact-match score of a metrics dict: SQuAD v1.1's script names it ``exact_match``, v2.0's ``exact``.
+
+    Args:
+        metrics: Scores from :func:`score_predictions` (or loaded from ``metrics.json``).
+    """
+    return float(metrics.get("exact_match", metrics.get("exact", 0.0)))
