@@ -22,6 +22,7 @@ from spanqa.reading.index import Index
 from spanqa.reading.indexed import IndexAnswer, answer_from_index
 from spanqa.reading.options import AnswerOptions
 from spanqa.reading.results import QARequest, ReaderAnswer, ReaderResult
+from spanqa.reading.stepwise import Reading, read_chunks
 from spanqa.runtime.backends import Backend, OnnxBackend, Precision, TorchBackend, check_batch_size, choose_backend, pick_device
 from spanqa.runtime.devices import release_freed_memory
 from spanqa.runtime.models import load_qa_model, load_tokenizer, resolve_model
@@ -151,16 +152,26 @@ class Reader:
             features: Windows from :meth:`features`.
             batch_size: Windows per forward pass; default: this reader's.
         """
+        yield from self.forward(features.model_inputs(), batch_size)
+
+    def forward(self, inputs: Sequence[Mapping[str, Any]], batch_size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Run unpadded windows through the model: yield ``(positions in inputs, start logits, end logits)``
+        per pass, longest windows first, each pass padded to its own longest window.
+
+        Args:
+            inputs: Windows as :meth:`Features.model_inputs <spanqa.stages.features.Features.model_inputs>` rows.
+            batch_size: Windows per forward pass; default: this reader's.
+        """
         size = batch_size or self.batch_size
+        lengths = np.fromiter((len(row["input_ids"]) for row in inputs), dtype=np.int64, count=len(inputs))
         # Longest windows first: each batch is padded to its own longest row, so similar lengths waste little.
-        lengths = features.lengths
         order = np.argsort(-lengths, kind="stable")
         # oneDNN keeps a compiled kernel per input shape: lengths rounded up to 16 bound their number, where every
         # distinct length grew memory with the data (1.32x peak RSS at 10x the XQuAD questions, 1.07x rounded).
         multiple = 16 if getattr(self.backend, "onednn", False) else None
         for lo, hi in length_batches(lengths[order], size):
             rows = order[lo:hi]
-            padded = self.tokenizer.pad(features.model_inputs(rows), return_tensors="np", pad_to_multiple_of=multiple)
+            padded = self.tokenizer.pad([inputs[i] for i in rows], return_tensors="np", pad_to_multiple_of=multiple)
             start, end = self.backend(dict(padded))
             longest = int(padded["attention_mask"].sum(axis=1).max())  # the rounding's extra columns are padding
             yield rows, start[:, :longest], end[:, :longest]
@@ -250,44 +261,23 @@ class Reader:
         return results
 
     def _answer_chunk(self, requests: list[QARequest]) -> list[ReaderResult]:
-        return [self.rank(request, texts) for request, texts in zip(requests, self.read_texts(requests))]
+        # The server reads the same way in steps (spanqa.reading.stepwise): one path, one set of answers.
+        return self._read(requests).results()
 
     def read_texts(self, requests: Sequence[QARequest]) -> list[list[ExamplePrediction]]:
         """Each request's texts decoded one by one, before :meth:`rank` ranks them together: per
         text its candidate spans (logits) and its null score.
 
-        One shared pass per word-alignment setting (it changes the windows' features).
-
         Args:
             requests: The questions with their texts and options.
         """
-        resolved = [request.options.filled_from(self.config) for request in requests]
-        results: dict[int, list[ExamplePrediction]] = {}
-        for align in sorted({bool(options.align_to_words) for options in resolved}):
-            group = [i for i, options in enumerate(resolved) if bool(options.align_to_words) == align]
-            results.update(zip(group, self._read_group([requests[i] for i in group], [resolved[i] for i in group], align)))
-        return [results[i] for i in range(len(requests))]
+        return self._read(requests).predictions()
 
-    def _read_group(self, requests: list[QARequest], resolved: list[AnswerOptions], align: bool) -> list[list[ExamplePrediction]]:
-        examples: list[QAExample] = []
-        owners: list[int] = []
-        for r, request in enumerate(requests):
-            examples.extend(QAExample(id=f"{r}:{d}", question=request.question.strip(), context=text) for d, text in enumerate(request.texts))
-            owners.extend([r] * len(request.texts))
-        limits = np.array([resolved[r].max_answer_length for r in owners])
-        # Overlapping candidates are dropped from the top-k lists: gather more so that k distinct ones remain.
-        wanted = max(options.top_k if options.overlap_threshold == 1.0 else 4 * options.top_k for options in resolved)
-        config = DecodeConfig(
-            n_best=max(self.config.n_best, wanted),
-            max_answer_length=int(max(limits.max(), self.config.max_answer_length)),
-            handle_impossible=False,
-            align_to_words=align,
-            temperature=self.config.temperature,
-        )
-        grouped: list[list[ExamplePrediction]] = [[] for _ in requests]
-        for r, prediction in zip(owners, self._decode(examples, config, limits)):
-            grouped[r].append(prediction)
-        return grouped
+    def _read(self, requests: Sequence[QARequest]) -> Reading:
+        reading = Reading(self, requests)
+        reading.build_all()
+        read_chunks(self, reading.take())
+        return reading
 
     def _decode(self, examples: Sequence[QAExample], config: DecodeConfig, max_answer_lengths: np.ndarray | None = None) -> list[ExamplePrediction]:
         """The one inference path: windows, model, decode."""
