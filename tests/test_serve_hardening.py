@@ -3,7 +3,6 @@ body and keep-alive deadlines on a real socket, and numbers or nesting that Pyth
 
 from __future__ import annotations
 
-import asyncio
 import select
 import socket
 import threading
@@ -20,8 +19,8 @@ from samples import RAILWAY, RAILWAY_REQUEST  # noqa: E402
 
 from spanqa.core.errors import ConfigError  # noqa: E402
 from spanqa.interfaces import serve  # noqa: E402
-from spanqa.interfaces.serve import ServeSettings, batching, cancellation, create_app, serve_settings, uvicorn_options  # noqa: E402
-from spanqa.reading.reader import QARequest, Reader  # noqa: E402
+from spanqa.interfaces.serve import ServeSettings, batching, create_app, serve_settings, uvicorn_options  # noqa: E402
+from spanqa.reading.reader import Reader  # noqa: E402
 from spanqa.stages.data import QAExample  # noqa: E402
 
 CONTEXT = RAILWAY
@@ -67,7 +66,7 @@ def test_a_timed_out_request_does_not_keep_the_model_busy(reader):
     long_context = " ".join([CONTEXT] * 150)
     windows = len(slow_reader.features([QAExample(id="x", question="When?", context=long_context)]).lengths)
     assert windows >= 60  # >= 30 passes, 4.5 s: far past the timeout
-    app = create_app(slow_reader, ServeSettings(request_timeout_s=1.5))
+    app = create_app(slow_reader, ServeSettings(request_timeout_s=1.5, max_batch_windows=4))
     with TestClient(app) as client:
         assert_error(client.post("/answer", json={"question": "When was it built?", "context": long_context}), 504, "timeout")
         started = time.perf_counter()
@@ -81,33 +80,12 @@ def test_a_timed_out_request_does_not_keep_the_model_busy(reader):
         assert client.get("/health").json()["batching"]["abandoned"] == 1
 
 
-def test_a_batch_is_abandoned_only_when_every_caller_has_gone():
-    async def scenario() -> list[bool]:
-        loop = asyncio.get_running_loop()
-        jobs = [batching._Job([], loop.create_future(), loop.time()) for _ in range(2)]
-        event = cancellation.abandoned_event([job.future for job in jobs])
-        seen = [event.is_set()]
-        jobs[0].future.cancel()  # one caller timed out
-        await asyncio.sleep(0)
-        seen.append(event.is_set())
-        jobs[1].future.cancel()
-        await asyncio.sleep(0)
-        seen.append(event.is_set())
-        return seen
-
-    assert asyncio.run(scenario()) == [False, False, True]
-
-
-def test_each_worker_reader_stops_when_abandoned_and_shares_the_model(reader):
+def test_each_worker_reader_shares_the_model_with_its_own_tokenizer(reader):
     readers = batching._worker_readers(reader, 2)
-    assert all(isinstance(r, cancellation.StoppableReader) and r.backend is reader.backend for r in readers)
-    assert readers[0].tokenizer is reader.tokenizer and readers[1].tokenizer is not reader.tokenizer
-    abandoned = threading.Event()
-    abandoned.set()
-    with pytest.raises(cancellation.Abandoned):
-        cancellation.answer_batch(readers[0], [QARequest(GOOD["question"], CONTEXT)], abandoned)
-    result = cancellation.answer_batch(readers[0], [QARequest(GOOD["question"], CONTEXT)], threading.Event())
-    assert result[0].to_dict() == reader(GOOD["question"], CONTEXT).to_dict()
+    assert readers[0] is reader and readers[1].backend is reader.backend
+    assert readers[1].tokenizer is not reader.tokenizer
+    assert readers[1](GOOD["question"], CONTEXT).to_dict() == reader(GOOD["question"], CONTEXT).to_dict()
+    assert batching.reads_in_steps(reader) and not batching.reads_in_steps(object())
 
 
 # --------------------------------------------------------------------------- 2. question length

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
-from spanqa.core.config import DecodeConfig, WindowConfig
+from spanqa.core.config import DecodeConfig, SpanQAConfig, WindowConfig
 from spanqa.core.errors import SpanQAError
 from spanqa.reading.options import AnswerOptions
 from spanqa.reading.results import QARequest, ReaderResult
@@ -34,16 +34,26 @@ from spanqa.stages.data import QAExample
 from spanqa.stages.decode import ExamplePrediction, SpanDecoder
 from spanqa.stages.features import Features
 
-if TYPE_CHECKING:  # pragma: no cover
-    from spanqa.reading.reader import Reader
+
+class Reader(Protocol):
+    """What reading in steps needs of a :class:`~spanqa.reading.reader.Reader` (which imports this module)."""
+
+    config: SpanQAConfig
+
+    def features(self, examples: Sequence[QAExample], window: WindowConfig | None = None, word_edges: bool = False) -> Features: ...
+
+    def forward(self, inputs: Sequence[Mapping[str, Any]], batch_size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
+
+    def rank(self, request: QARequest, texts: Sequence[ExamplePrediction], retrieval_weight: float | None = None) -> ReaderResult: ...
 
 __all__ = ["Reading", "WindowChunk", "WindowLimitExceeded", "read_chunks", "estimate_windows", "decode_config_for"]
 
 BUILD_CHARS = 100_000
 """Characters of text tokenized in one :meth:`Reading.build` call (a longer text is built alone)."""
 
-CHARS_PER_TOKEN = 4
-"""A rough English average, used only to order work before the exact count is known."""
+CHARS_PER_TOKEN = 1
+"""At most one token per character for most tokenizers: an estimate from the length rarely counts too few
+windows (English has about 4 characters a token), so memory budgets it on the safe side."""
 
 
 class WindowLimitExceeded(SpanQAError):
@@ -68,7 +78,7 @@ def decode_config_for(options: AnswerOptions, base: DecodeConfig) -> DecodeConfi
     wanted = options.top_k if options.overlap_threshold == 1.0 else 4 * options.top_k
     return DecodeConfig(
         n_best=max(base.n_best, wanted),
-        max_answer_length=max(int(options.max_answer_length), base.max_answer_length),
+        max_answer_length=max(options.max_answer_length or 0, base.max_answer_length),
         handle_impossible=False,  # decided across all of a request's texts, by Reader.rank
         align_to_words=bool(options.align_to_words),
         temperature=base.temperature,

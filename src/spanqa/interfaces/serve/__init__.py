@@ -19,10 +19,14 @@ Hardening: POST bodies must be ``Content-Type: application/json`` (else 415), so
 a web page on another origin cannot send a CORS "simple request" (text/plain,
 form data or no type) to a local server; no CORS headers are sent. A body must
 arrive within ``body_timeout_s`` (else 408 and the connection is closed), idle
-keep-alive connections close after ``keep_alive_timeout_s``, and once every
-caller of a micro-batch has given up (``request_timeout_s``) its remaining
-forward passes are skipped, so one huge request cannot keep the model busy for
-the requests after it.
+keep-alive connections close after ``keep_alive_timeout_s``. Work is bounded:
+a request needing more than ``max_request_windows`` model windows gets 413 (an
+index request's questions x passages are counted before retrieval), requests
+are read in steps of at most ``max_batch_windows`` windows, the smallest
+remaining work first, so a small request is answered between the steps of a
+large one; no new request starts while ``max_active_windows`` windows are held,
+and a request whose caller gave up (``request_timeout_s``) is dropped before the
+next step.
 
 Settings (:class:`ServeSettings`) come from, in increasing precedence: their
 defaults, ``SPANQA_SERVE_<NAME>`` environment variables (``SPANQA_SERVE_MAX_BATCH=64``,
@@ -55,8 +59,8 @@ from a registry of the app's own (``app.state.metrics.registry``):
 The modules: ``settings`` (:class:`ServeSettings`), ``schema`` (the request and response
 models), ``errors`` (:class:`ApiError`, the error bodies), ``requests`` (a body into
 :class:`~spanqa.reading.reader.QARequest` / :class:`IndexQuestion`, with the limits),
-``retrieval`` (questions answered from the index), ``batching`` (:class:`MicroBatcher`),
-``cancellation`` (stopping a micro-batch nobody waits for), ``metrics``, ``page`` (the web
+``retrieval`` (questions answered from the index), ``batching`` (:class:`MicroBatcher`: requests
+read in bounded steps, small ones first, with window budgets), ``metrics``, ``page`` (the web
 page), ``app`` (:func:`create_app`) and ``server`` (:func:`run_server`).
 """
 

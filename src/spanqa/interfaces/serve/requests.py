@@ -243,8 +243,28 @@ def parse_payload(data: Any, settings: ServeSettings, index: Index | None = None
             if len(questions) > settings.max_batch:
                 raise ApiError(422, "too_many_questions", f"{len(questions)} questions in one request; the limit is {settings.max_batch}")
         batch = _validated(BatchRequest, data)
-        return [_to_request(item, f"questions[{i}]", settings, index) for i, item in enumerate(batch.questions)], True
-    return [_to_request(_validated(QuestionRequest, data), "", settings, index)], False
+        items = [_to_request(item, f"questions[{i}]", settings, index) for i, item in enumerate(batch.questions)]
+        _check_passages_budget(items, settings)
+        return items, True
+    items = [_to_request(_validated(QuestionRequest, data), "", settings, index)]
+    _check_passages_budget(items, settings)
+    return items, False
+
+
+def _check_passages_budget(items: list[QARequest | IndexQuestion], settings: ServeSettings) -> None:
+    """Refuse with 413, before any retrieval, questions x passages over ``max_request_windows``: every
+    passage read is at least one model window, so such a request would be refused once counted anyway.
+
+    Args:
+        items: The parsed questions.
+        settings: The limits.
+    """
+    passages = sum(item.passages for item in items if isinstance(item, IndexQuestion))
+    limit = settings.max_request_windows
+    if passages > limit:
+        raise ApiError(413, "too_many_windows",
+                       f"this request reads {passages} passages (questions x passages), each at least one model window; "
+                       f"the limit is max_request_windows={limit}: ask for fewer passages or send fewer questions")
 
 
 def _validated(schema: type[SchemaT], data: dict[str, Any]) -> SchemaT:

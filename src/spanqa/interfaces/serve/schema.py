@@ -149,7 +149,7 @@ class ErrorResponse(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Malformed JSON or non-UTF-8 body"},
     408: {"model": ErrorResponse, "description": "The body did not arrive within the body timeout"},
-    413: {"model": ErrorResponse, "description": "Body, a question or a context over the size limit"},
+    413: {"model": ErrorResponse, "description": "Body, a question or a context over the size limit, or more model windows than max_request_windows"},
     415: {"model": ErrorResponse, "description": "Content-Type is not application/json"},
     422: {"model": ErrorResponse, "description": "Missing fields, wrong types, empty question, too many questions"},
     503: {"model": ErrorResponse, "description": "Too many questions waiting"},

@@ -63,10 +63,22 @@ class ServeSettings(BaseSettings):
     """Most questions answered in one micro-batch (a bigger single request runs alone)."""
     max_queue_items: int = Field(4096, gt=0)
     """Most questions waiting for the model; beyond it requests get 503 at once."""
+    max_request_windows: int = Field(512, gt=0)
+    """Most model windows (max_length tokens each) one request may need, all its questions and texts together; more gets 413."""
+    max_batch_windows: int = Field(8, gt=0)
+    """Most windows one micro-batch step reads: a bigger request is read over several steps, smaller ones answered in between."""
+    max_active_windows: int = Field(4096, gt=0)
+    """Most windows built and held at once across requests (memory); requests not yet started wait while it is reached."""
     workers: int = Field(1, gt=0)
     """Micro-batches run at once, each in its own thread (1: one batch at a time on all the threads)."""
     threads: int | None = Field(None, gt=0)
     """Intra-op CPU threads per worker (torch.set_num_threads); default (auto): the usable cores divided among the workers."""
+    header_timeout_s: float = Field(10.0, gt=0, le=30, allow_inf_nan=False)
+    """Seconds a connection may take to send a request's headers (after connecting or a response); then it is closed."""
+    max_connections: int = Field(1000, gt=0)
+    """Most open connections; at the cap the longest-idle one is closed for a new one (all busy: 503)."""
+    max_requests: int = Field(256, gt=0)
+    """Most requests handled at once; more get 503 at once."""
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -97,6 +109,7 @@ _REQUIREMENTS = {
     "threads": "a positive integer or 'auto'",
     **{name: "a finite number of seconds > 0" for name in ("request_timeout_s", "body_timeout_s", "keep_alive_timeout_s")},
     "max_wait_ms": "a finite number of milliseconds >= 0",
+    "header_timeout_s": "a finite number of seconds > 0 and <= 30",
 }
 
 
