@@ -333,7 +333,10 @@ def test_serve_shows_the_model_report(tiny_bert_dir, tmp_path):
         missing = client.get("/report")
         assert missing.status_code == 404 and "spanqa report" in missing.json()["error"]["message"]
         assert client.get("/health").json()["report"] is False  # the page shows no link
-        (folder / "report.html").write_text("<!DOCTYPE html><title>r</title><p>the report</p>", encoding="utf-8")
+        (folder / "report.html").write_text("<!DOCTYPE html><title>r</title><p>not a spanqa report</p>", encoding="utf-8")
+        assert client.get("/report").status_code == 404  # only a report `spanqa report` wrote is served
+        marker = '<meta name="generator" content="spanqa report 0.2.0">'  # what render_html writes
+        (folder / "report.html").write_text(f"<!DOCTYPE html><html><head>{marker}<title>r</title></head><p>the report</p>", encoding="utf-8")
         found = client.get("/report")
         assert found.status_code == 200 and "the report" in found.text
         assert client.get("/health").json()["report"] is True

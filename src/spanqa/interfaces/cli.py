@@ -634,7 +634,10 @@ def _serve_setting_parameters() -> list[Any]:
 
 @app.command(
     epilog="Each server setting can also be set as SPANQA_SERVE_<NAME> in the environment (SPANQA_SERVE_MAX_BATCH=64); "
-    "an option given here beats the variable.",
+    "an option given here beats the variable. The API key can come from SPANQA_API_KEY instead of --api-key-file. "
+    "Bound to a loopback address, only the Host names localhost, 127.0.0.1 and [::1] are answered (and those of "
+    "--allowed-hosts); bound to another address, any Host is answered unless --allowed-hosts names them (with a warning, and another "
+    "when no API key is set).",
 )
 @_with_options(_load_option_parameters, _serve_setting_parameters)
 @user_errors
@@ -646,10 +649,25 @@ def serve(
     index: Optional[Path] = typer.Option(
         None, "--index", help="Answer questions sent without a context from the passages of this `spanqa index` folder."
     ),
+    allowed_hosts: Optional[str] = typer.Option(
+        None, "--allowed-hosts", metavar="NAMES", rich_help_panel="Access",
+        help="Host names answered besides the local ones, comma-separated (qa.example.com,*.example.org; * for any); "
+        "other names get 400.",
+    ),
+    api_key_file: Optional[Path] = typer.Option(
+        None, "--api-key-file", metavar="PATH", rich_help_panel="Access",
+        help="File whose first line is the API key every POST must send (Authorization: Bearer KEY or X-API-Key: KEY); "
+        "default: $SPANQA_API_KEY, else no key.",
+    ),
+    docs: bool = typer.Option(
+        False, "--docs", rich_help_panel="Access",
+        help="Serve Swagger UI at /docs from local files (needs fastapi-offline); /openapi.json is always served.",
+    ),
     **options: Any,
 ) -> None:
-    """Serve the model over HTTP: POST /answer, GET /health, /metrics, /docs, and a web page at /."""
+    """Serve the model over HTTP: POST /answer, GET /health, /metrics, /openapi.json, and a web page at /."""
     from spanqa.interfaces.serve import ENV_PREFIX, ServeSettings, run_server, serve_settings
+    from spanqa.interfaces.serve.access import access_options
 
     if list_settings:
         for name, info in ServeSettings.model_fields.items():
@@ -661,7 +679,8 @@ def serve(
     load = _load_options(options)
     # explicit options beat SPANQA_SERVE_* (None: not given)
     server_settings = serve_settings(**{name: value for name, value in options.items() if name in ServeSettings.model_fields})
-    run_server(model, host=host, port=port, settings=server_settings, load=load, index=index)
+    access = access_options(allowed_hosts, api_key_file, docs)
+    run_server(model, host=host, port=port, settings=server_settings, load=load, index=index, access=access)
 
 
 @data_app.command("split")

@@ -3,7 +3,9 @@
 Each part is a small function of its own: :func:`_add_error_handlers` (every error a JSON body),
 :func:`_add_answer_route` (``POST /answer``), :func:`_add_status_routes` (``GET /health``,
 ``GET /metrics``), :func:`_add_page_routes` (``GET /``, ``GET /report``), :func:`_openapi`
-(``/openapi.json``) and the metrics middleware (:class:`~.metrics.MetricsMiddleware`).
+(``/openapi.json``) and the metrics middleware (:class:`~.metrics.MetricsMiddleware`); the host,
+API-key and request-count guards and the headers on every response come from :mod:`.access`,
+``/docs`` from :mod:`.docs`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -28,10 +29,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spanqa.core.errors import SpanQAError
 from spanqa.core.version import __version__
+from spanqa.interfaces.serve.access import AccessOptions, add_access_guards, secure_every_response
 from spanqa.interfaces.serve.batching import MicroBatcher
+from spanqa.interfaces.serve.docs import add_docs_routes
 from spanqa.interfaces.serve.errors import ApiError, error_response, error_type, note_error, validation_details
 from spanqa.interfaces.serve.metrics import METRICS_CONTENT_TYPE, MetricsMiddleware, ServeMetrics
-from spanqa.interfaces.serve.page import REPORT_HEADERS, load_page, page_headers
+from spanqa.interfaces.serve.page import REPORT_HEADERS, is_report, load_page, page_headers, read_report, report_file
 from spanqa.interfaces.serve.requests import IndexQuestion, parse_json, parse_payload, read_body, require_json
 from spanqa.interfaces.serve.retrieval import result_dict, retrieve
 from spanqa.interfaces.serve.schema import (
@@ -44,7 +47,6 @@ from spanqa.interfaces.serve.schema import (
     QuestionRequest,
 )
 from spanqa.interfaces.serve.settings import ServeSettings
-from spanqa.jobs.report import REPORT_NAME
 from spanqa.reading.index import Hit, Index
 from spanqa.reading.reader import QARequest, Reader
 
@@ -74,7 +76,8 @@ class _Served:
     name: str | None
 
 
-def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_name: str | None = None, index: Index | None = None) -> FastAPI:
+def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_name: str | None = None, index: Index | None = None,
+               access: AccessOptions | None = None) -> FastAPI:
     """An ASGI app answering with ``reader``.
 
     ``app.state.batcher`` holds micro-batching counters, ``app.state.metrics`` the
@@ -86,8 +89,14 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
         model_name: The model's name in ``/health`` and the metrics (default: the model's own).
         index: A passage index: questions sent without a context or documents are answered from its
             best ``passages`` passages, each answer naming its source document and offsets in it.
+        access: Allowed ``Host`` names, API key and ``/docs`` (default: any host, no key, no docs;
+            :func:`~.server.run_server` allows only local names when bound to loopback).
+
+    Raises:
+        ConfigError: ``access.docs`` without the fastapi-offline package.
     """
     settings = settings or ServeSettings()
+    access = access or AccessOptions()
     metrics = ServeMetrics(settings.max_batch_items)
     batcher = MicroBatcher(reader, settings, metrics)
     served = _Served(reader, settings, batcher, metrics, index, model_name or _model_name(reader))
@@ -98,6 +107,8 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
         description="Extractive question answering: the answer is a span of the text you send.",
         lifespan=_lifespan(batcher),
         dependencies=[Depends(require_json)],
+        docs_url=None,  # FastAPI's pages load scripts from a CDN: see docs.py
+        redoc_url=None,
     )
     app.state.reader = reader
     app.state.settings = settings
@@ -108,9 +119,12 @@ def create_app(reader: Reader, settings: ServeSettings | None = None, *, model_n
     _add_answer_route(app, served)
     _add_status_routes(app, served)
     _add_page_routes(app, served.name)
+    add_docs_routes(app, access.docs)
     app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     endpoints = frozenset(path for route in app.routes if isinstance(path := getattr(route, "path", None), str))
+    add_access_guards(app, access, settings.max_requests)  # inside the metrics: refusals are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=endpoints)
+    secure_every_response(app)
     return app
 
 
@@ -242,7 +256,7 @@ def _add_status_routes(app: FastAPI, served: _Served) -> None:
         "embedding_model": index.manifest.get("embedding_model"),
         "passages_per_question": served.settings.passages,
     }
-    report_path = _report_path(served.name)
+    report_path = report_file(served.name)
 
     @app.get("/health", response_model=HealthResponse, summary="Model and server status")
     async def health() -> dict[str, Any]:
@@ -258,7 +272,7 @@ def _add_status_routes(app: FastAPI, served: _Served) -> None:
             "limits": served.settings.model_dump(exclude={"workers", "threads"}),
             "batching": served.batcher.stats,
             "index": index_info,
-            "report": report_path is not None and report_path.is_file(),
+            "report": is_report(report_path),
         }
 
     @app.get(
@@ -273,15 +287,10 @@ def _add_status_routes(app: FastAPI, served: _Served) -> None:
         return Response(served.metrics.exposition(), media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 
-def _report_path(name: str | None) -> Path | None:
-    """The model folder's ``spanqa report``, if the model is a folder that may have one."""
-    return Path(name) / REPORT_NAME if name else None
-
-
 def _add_page_routes(app: FastAPI, name: str | None) -> None:
     """``GET /``: the question-answering page; ``GET /report``: the model folder's ``spanqa report``."""
     page, csp = load_page()
-    report_path = _report_path(name)
+    report_path = report_file(name)  # resolved now: never re-read relative to a later working directory
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def web_page() -> HTMLResponse:  # not `index`: that name is the passage index
@@ -289,11 +298,11 @@ def _add_page_routes(app: FastAPI, name: str | None) -> None:
 
     @app.get("/report", response_class=HTMLResponse, include_in_schema=False)
     def report_page() -> HTMLResponse:
-        """The model folder's ``spanqa report`` (read on each request: a new report shows without a restart)."""
-        try:
-            text = report_path.read_text(encoding="utf-8") if report_path is not None else None
-        except OSError:  # missing, a folder, unreadable
-            text = None
+        """The model folder's ``spanqa report`` (read on each request: a new report shows without a restart).
+
+        Only a file ``spanqa report`` wrote (its generator marker) is served, never other HTML of the folder.
+        """
+        text = read_report(report_path)
         if text is None:
             raise ApiError(404, "not_found", "this model has no report; write one with `spanqa report MODEL_FOLDER`")
         return HTMLResponse(text, headers=REPORT_HEADERS)

@@ -26,6 +26,7 @@ class ApiError(Exception):
 
 STATUS_TYPES = {
     400: "bad_request",
+    401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
     408: "timeout",
