@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
 import re
+import secrets
 import shutil
+import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +24,8 @@ from spanqa.core.errors import DataError, OutputError, SpanQAError
 __all__ = [
     "atomic_open",
     "atomic_folder",
+    "recover_folder",
+    "sync_folder",
     "check_new_file",
     "check_output_folder",
     "write_json",
@@ -93,20 +99,99 @@ def share_files(folder: str | os.PathLike[str]) -> None:
             file.chmod(mode)
 
 
+# Temporaries are named ``.NAME.spanqa-HOST-PID-RANDOM.KIND`` beside their target NAME: hidden, marked
+# as spanqa's, and owned by exactly one target (no other name can produce a match for NAME, so a
+# sibling such as ``NAME.2024`` is never mistaken for NAME's). HOST is a hash of the host name,
+# since a pid only says something about a process on the same host (folders may be shared).
+_STALE_AFTER_S = {"tmp": 86400.0, "staging": 86400.0, "old": 600.0}
+"""How old another host's leftovers must be to count as dead: a live swap holds ``old`` for milliseconds,
+a live build may fill its staging folder for hours."""
+_HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+def _temporary_prefix(path: Path) -> str:
+    """The start of every temporary name of ``path`` made by this process."""
+    return f".{path.name}.spanqa-{_HOST}-{os.getpid()}-"
+
+
+def _leftovers(path: Path, kind: str) -> list[Path]:
+    """The temporaries of ``kind`` (``tmp``, ``staging``, ``old``) beside ``path`` whose writer is gone, found
+    by the exact pattern of ``path``'s temporary names.
+
+    Earlier versions named them ``.NAME.PID.RANDOM.tmp``, ``.NAME.PID.RANDOM.staging`` and
+    ``.NAME.PID.old`` (a killed run of one of those is recovered too); those are read as this host's.
+    """
+    name = re.escape(path.name)
+    patterns = [re.compile(rf"\.{name}\.spanqa-(?P<host>[0-9a-f]{{8}})-(?P<pid>\d+)-[0-9a-z_]+\.{kind}")]
+    patterns.append(re.compile(rf"\.{name}\.(?P<pid>\d+)\.old" if kind == "old" else rf"\.{name}\.(?P<pid>\d+)\.[0-9a-z_]+\.{kind}"))
+    found = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        match = next((m for m in (p.fullmatch(entry.name) for p in patterns) if m), None)
+        if match and _stale(entry, match.groupdict().get("host") or _HOST, int(match["pid"]), kind):
+            found.append(entry)
+    return found
+
+
+def _stale(entry: Path, host: str, pid: int, kind: str) -> bool:
+    """Whether the process that made ``entry`` is gone: a dead pid on this host, else old enough."""
+    if host == _HOST:
+        return not _alive(pid)
+    try:
+        info = entry.lstat()
+    except OSError:
+        return False
+    return time.time() - max(info.st_mtime, info.st_ctime) > _STALE_AFTER_S[kind]
+
+
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete temporaries of ``path`` left by killed processes (their pid is in the name and is gone)."""
-    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+    """Delete temporary files of ``path`` left by killed writers (never a live writer's, nor another file's)."""
+    for tmp in _leftovers(path, "tmp"):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def sync_folder(folder: str | os.PathLike[str]) -> None:
+    """Flush ``folder``'s entries to the disk, so that a rename or a new file in it survives a power loss.
+
+    Quietly does nothing where folders cannot be opened or synced (Windows).
+
+    Args:
+        folder: The folder whose entries changed.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` before it is renamed into place: a rename that
+    reaches the disk before the contents would put empty files there after a power loss."""
+    for root, _, files in os.walk(folder):
+        for name in files:
             try:
-                tmp.unlink()
+                fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
             except OSError:
                 pass
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with glob's special characters taken literally."""
-    return re.sub(r"([*?\[])", r"[\1]", name)
+            finally:
+                os.close(fd)
+        sync_folder(root)
 
 
 def _alive(pid: int) -> bool:
@@ -161,7 +246,8 @@ def check_output_folder(
 ) -> Path:
     """``folder`` if a run's output files may go there: it does not exist or is empty, or it holds an
     earlier output and ``overwrite`` is given. The one rule for output folders; checked before any work,
-    so that a long run never ends in a refusal.
+    so that a long run never ends in a refusal. A swap into ``folder`` that a kill cut short is
+    finished first (see :func:`recover_folder`), so the check sees the earlier output, not "nothing there".
 
     Args:
         folder: The output folder.
@@ -177,6 +263,10 @@ def check_output_folder(
             or is not empty and ``overwrite`` is False.
     """
     out = Path(folder)
+    try:
+        recover_folder(out)
+    except OSError:
+        pass  # e.g. a read-only folder: the write that follows reports it
     if out.exists() and not out.is_dir():
         raise error(f"{out}: exists and is not a folder (it is a file); choose a folder for the {what} files")
     if not out.exists():
@@ -219,7 +309,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
         raise output_error(path, err) from None
     _remove_stale_temporaries(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
         os.fchmod(fd, file_mode())
     except OSError as err:
         raise output_error(path, err) from None
@@ -229,6 +319,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        sync_folder(path.parent)
     except BaseException as err:
         try:
             os.unlink(tmp)
@@ -243,10 +334,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
 def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Fill a staging folder beside ``path``, then swap it in for ``path`` as a whole.
 
-    Readers see the old set of files or the new one, never a mix: the old folder is renamed
-    aside, the new one renamed into place, and the old one deleted. On an exception the staging
-    folder is removed and ``path`` is untouched. A run killed mid-swap leaves no ``path`` but
-    its previous folder aside; the next call puts that back first (and clears dead runs' staging).
+    Readers see the old set of files or the new one, never a mix: the staging folder's files are
+    synced, the old folder is renamed aside, the new one renamed into place (and the parent folder
+    synced), and the old one deleted. On an exception the staging folder is removed and ``path`` is
+    as it was (a failed second rename puts the old folder back). A run killed mid-swap leaves no
+    ``path`` but its previous folder aside; :func:`recover_folder` (run first here, and by
+    :func:`check_output_folder`) puts that back.
 
     Args:
         path: The folder to replace (it may not exist yet). The caller checks that replacing it is allowed.
@@ -254,17 +347,16 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path).resolve()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _recover_folder(path)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".staging", dir=path.parent))
+        recover_folder(path)
+        staging = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".staging", dir=path.parent))
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's folder is private; use the umask's mode
     except OSError as err:
         raise output_error(path, err) from None
+    aside = path.parent / f"{_temporary_prefix(path)}{secrets.token_hex(4)}.old"
     try:
         yield staging
-        aside = path.parent / f".{path.name}.{os.getpid()}.old"
-        if path.exists():
-            os.replace(path, aside)
-        os.replace(staging, path)
+        _sync_tree(staging)
+        _swap(staging, path, aside)
     except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(err, OSError) and not isinstance(err, OutputError):
@@ -273,16 +365,44 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _recover_folder(path: Path) -> None:
-    """Undo what killed runs of :func:`atomic_folder` left: put a previous folder back, drop staging."""
-    for leftover in path.parent.glob(f".{glob_escape(path.name)}.*"):
-        pid = leftover.name[len(path.name) + 2 :].split(".", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)) or not leftover.is_dir():
-            continue
-        if leftover.suffix == ".old" and not path.exists():
-            os.replace(leftover, path)  # killed between the two renames: the previous results come back
-        elif leftover.suffix in (".old", ".staging"):
+def _swap(staging: Path, path: Path, aside: Path) -> None:
+    """Move ``path`` (if any) to ``aside`` and ``staging`` to ``path``; if the second move fails, move ``path`` back."""
+    if path.exists():
+        os.replace(path, aside)
+    try:
+        os.replace(staging, path)
+    except BaseException:
+        if aside.exists() and not path.exists():
+            os.replace(aside, path)
+        raise
+    finally:
+        sync_folder(path.parent)
+
+
+def recover_folder(path: str | os.PathLike[str]) -> None:
+    """Undo what killed runs of :func:`atomic_folder` into ``path`` left: put a previous folder that
+    was moved aside back when ``path`` is missing (killed between the two renames: the swap is
+    undone), and delete dead runs' staging and aside folders. Run it before deciding anything
+    from whether ``path`` exists. Only that exact target's leftovers of dead processes are touched.
+
+    Args:
+        path: The folder that :func:`atomic_folder` replaces.
+
+    Raises:
+        OSError: the previous folder cannot be moved back.
+    """
+    path = Path(path).resolve()  # where atomic_folder stages: beside the real folder
+    for leftover in _leftovers(path, "old"):
+        if leftover.is_dir() and not path.exists():
+            os.replace(leftover, path)  # killed between the two renames: the previous folder comes back
+            sync_folder(path.parent)
+        else:
             shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in _leftovers(path, "staging"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+_recover_folder = recover_folder  # the name the reliability tests use
 
 
 def write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
-import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from spanqa.core.config import SpanQAConfig
 from spanqa.core.errors import ConfigError, ModelError, first_line
-from spanqa.core.io import check_output_folder, share_files
+from spanqa.core.io import atomic_folder, check_output_folder, share_files
 from spanqa.runtime.backends import MODEL_INPUTS, ONNX_FILE, ONNX_INSTALL_HINT, import_onnxruntime
 from spanqa.runtime.models import load_qa_model, load_tokenizer, resolve_model
 
@@ -57,7 +55,8 @@ def export_onnx(
     The graph takes ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the
     tokenizer produces them) of any batch size and length, and returns ``start_logits``
     and ``end_logits``. The folder is built beside ``out`` and renamed into place, so
-    ``out`` never holds a half-written export.
+    ``out`` never holds a half-written export; a failed or killed export leaves no staging
+    folder behind once the next export to ``out`` starts.
 
     Args:
         model: Model folder, alias (``minilm``) or hub id of a PyTorch QA model.
@@ -85,22 +84,15 @@ def export_onnx(
     # its Attention kernel (see _export_graph); the weights and results are the same as with SDPA.
     qa_model = load_qa_model(source, attn_implementation="eager").eval()
     _check_size(qa_model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Beside OUT (same file system, so the final rename is atomic); mkdir, not mkdtemp, so the folder
-    # gets the usual permissions (mkdtemp's are owner-only).
-    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    staging.mkdir()
-    try:
+    # Staged beside OUT and swapped in whole (atomic_folder): a failure removes the staging folder, and
+    # the staging of a killed run (model-sized) is removed by the next export to OUT (in _check_target).
+    with atomic_folder(target) as staging:
         onnx_file = _build_graph(qa_model, tokenizer, staging, int8=int8, opset=opset, optimize=optimize)
         onnx_file.rename(staging / ONNX_FILE)
         tokenizer.save_pretrained(staging)
         qa_model.config.save_pretrained(staging)
         _save_settings(source, staging, {"format": "onnx", "int8": int8, "opset": opset, "optimized": optimize, "source": str(model)})
         share_files(staging)
-        _move_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("exported %s to %s (%s, %.1f MB)", model, target / ONNX_FILE, "int8" if int8 else "fp32", (target / ONNX_FILE).stat().st_size / 1e6)
     return target
 
@@ -276,14 +268,3 @@ def _save_settings(source: str, folder: Path, export: dict[str, Any]) -> None:
     config = SpanQAConfig.load(source) if Path(source).is_dir() else SpanQAConfig()
     config.extra["export"] = export
     config.save(folder)
-
-
-def _move_into_place(staging: Path, target: Path) -> None:
-    """Rename the finished folder to ``target``; an existing ``target`` is moved aside first and deleted last."""
-    if not target.exists():
-        staging.rename(target)
-        return
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)

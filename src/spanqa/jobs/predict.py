@@ -3,13 +3,15 @@
 Answers go, chunk by chunk, to ``.OUT.partial`` beside the output (each chunk written whole and
 synced), with the run's settings in ``.OUT.partial.json``. When every question is answered the
 partial file is renamed to OUT. A killed run leaves both behind; ``resume=True`` keeps the
-finished chunks and answers the rest, so the output equals an uninterrupted run's.
+finished chunks and answers the rest, so the output equals an uninterrupted run's. It refuses
+when the data's questions or contexts, the model's files or the settings have changed since.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -18,12 +20,14 @@ from typing import Any
 
 from spanqa.core.config import with_current_names
 from spanqa.core.errors import ConfigError, OutputError
-from spanqa.core.io import atomic_open, check_new_file, output_error, read_json, write_json
+from spanqa.core.io import atomic_open, check_new_file, output_error, read_json, sync_folder, write_json
 from spanqa.reading.options import AnswerOptions
 from spanqa.reading.reader import QARequest, Reader, ReaderResult, _progress
 from spanqa.stages.data import DataSource, QAExample
 
 __all__ = ["predict_file", "PredictRun", "partial_paths", "check_output", "parse_shard", "shard_range", "prediction_line", "answer_lines"]
+
+logger = logging.getLogger(__name__)
 
 
 def partial_paths(out: str | Path) -> tuple[Path, Path]:
@@ -74,7 +78,8 @@ def predict_file(
     Raises:
         OutputError: ``out`` exists, or an interrupted run's answers are there, and neither
             ``overwrite`` nor (for the latter) ``resume`` was given; or ``out`` cannot be written.
-        ConfigError: ``resume`` with other data or settings than the interrupted run's.
+        ConfigError: ``resume`` with other data (its questions and contexts are compared, not only
+            their ids), another model (its files are compared) or other settings than the interrupted run's.
     """
     out, options, run = Path(out), options or AnswerOptions(), run or PredictRun()
     partial, settings_file = partial_paths(out)
@@ -95,6 +100,7 @@ def predict_file(
             write_json(settings_file, settings)
         _write_chunks(partial, done, _answered_chunks(reader, examples, done, run.chunk_size, options), _progress(len(examples), run.progress))
         os.replace(partial, out)
+        sync_folder(out.parent)
         settings_file.unlink(missing_ok=True)
     except OSError as err:
         raise output_error(out, err) from None
@@ -158,18 +164,87 @@ def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = Fal
         )
 
 
+_DATA_KEYS = ("questions", "ids_sha256", "examples_sha256")
+_FINGERPRINTS = ("examples_sha256", "model_sha256")  # new after 0.2.0: a run interrupted under 0.2.0 has none
+
+
 def _run_settings(reader: Reader, data: str | Path, examples: Sequence[QAExample], options: AnswerOptions, chunk_size: int) -> dict[str, Any]:
-    """What must match for a resumed run to give the same lines as an uninterrupted one."""
+    """What must match for a resumed run to give the same lines as an uninterrupted one: the data's
+    questions and contexts (the same ids over other texts would mix answers to two datasets), the
+    model's files, the answer options and the run's batching."""
     ids = hashlib.sha256("\n".join(ex.id for ex in examples).encode("utf-8")).hexdigest()
+    texts = hashlib.sha256()
+    for ex in examples:
+        texts.update(json.dumps([ex.id, ex.question, ex.context], ensure_ascii=False).encode("utf-8") + b"\n")
     return {
         "data": str(data),
         "questions": len(examples),
         "ids_sha256": ids,
+        "examples_sha256": texts.hexdigest(),
+        "model_sha256": _model_fingerprint(reader),
         **_answer_settings(options),
         "chunk_size": chunk_size,
         "batch_size": reader.batch_size,
         "config": asdict(reader.config),
     }
+
+
+_MODEL_SUFFIXES = {".json", ".safetensors", ".bin", ".onnx", ".data", ".model", ".txt", ".pt", ".pth"}
+"""The files of a model folder that make its answers: weights, configuration, tokenizer (not a README or a report)."""
+_SAMPLE = 1 << 20  # bytes hashed at each end of a large (weights) file
+
+
+def _model_fingerprint(reader: Reader) -> str:
+    """A hash of the model a reader runs, from its files: small ones (configuration, tokenizer)
+    whole, weights by size and their first and last MiB. safetensors stores tensors in name order,
+    so the QA head, which every fine-tuning changes, is at one end (``qa_outputs`` after ``bert.*``,
+    ``distilbert.*``, ``electra.*``; before ``roberta.*``). Cheap for any model size, the same for a
+    copy of the folder, different for a model retrained or replaced in place.
+
+    Args:
+        reader: The loaded model.
+    """
+    name, folder = _model_folder(reader)
+    digest = hashlib.sha256(name.encode("utf-8") if folder is None else b"folder")
+    if folder is not None:
+        for file in sorted(folder.iterdir()):
+            if file.suffix in _MODEL_SUFFIXES and file.is_file() and file.name != "README.md":
+                digest.update(f"{file.name}\0{file.stat().st_size}\0".encode("utf-8", "surrogateescape"))
+                digest.update(_file_sample(file))
+    else:  # no files to read (a model built in memory): its configuration at least
+        model = getattr(reader, "model", None)
+        digest.update(model.config.to_json_string().encode("utf-8") if model is not None and hasattr(model, "config") else b"")
+    return digest.hexdigest()
+
+
+def _model_folder(reader: Reader) -> tuple[str, Path | None]:
+    """Where the reader's model was loaded from: its name (path or hub id) and its local folder (the
+    hub cache's snapshot for a hub id), or None when there is none."""
+    model = getattr(reader, "model", None)
+    name = str(getattr(model, "name_or_path", "") or "")
+    if not name:  # an ONNX backend: the session knows its file
+        name = str(getattr(getattr(reader.backend, "session", None), "_model_path", "") or "")
+        name = str(Path(name).parent) if name.endswith(".onnx") else name
+    if name and Path(name).is_dir():
+        return name, Path(name)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json") if name else None
+    except Exception:  # noqa: BLE001 - not a hub id (an odd name): no folder to read
+        cached = None
+    return name, Path(cached).parent if isinstance(cached, str) else None
+
+
+def _file_sample(file: Path) -> bytes:
+    """The whole file when small, else a hash of its first and last :data:`_SAMPLE` bytes."""
+    size = file.stat().st_size
+    with open(file, "rb") as handle:
+        if size <= 2 * _SAMPLE:
+            return hashlib.sha256(handle.read()).digest()
+        head = handle.read(_SAMPLE)
+        handle.seek(size - _SAMPLE)
+        return hashlib.sha256(head + handle.read()).digest()
 
 
 def _resume_point(partial: Path, settings_file: Path, settings: dict[str, Any], total: int) -> int:
@@ -180,12 +255,14 @@ def _resume_point(partial: Path, settings_file: Path, settings: dict[str, Any], 
         saved = None
     if isinstance(saved, dict) and isinstance(saved.get("config"), dict):
         saved["config"] = with_current_names(saved["config"])[0]  # a run interrupted before a setting was renamed
-    differing = sorted(key for key in settings if not isinstance(saved, dict) or saved.get(key) != json.loads(json.dumps(settings[key])))
+    unchecked = [key for key in _FINGERPRINTS if isinstance(saved, dict) and key not in saved]
+    if unchecked:
+        logger.warning("%s: written by an earlier spanqa, without %s; resuming without checking them", settings_file, ", ".join(unchecked))
+    differing = sorted(
+        key for key in settings if key not in unchecked and (not isinstance(saved, dict) or saved.get(key) != json.loads(json.dumps(settings[key])))
+    )
     if differing:
-        raise ConfigError(
-            f"{partial} was written with other {', '.join(differing)} than this run's; "
-            "resume with the same data and options, or start over with --overwrite"
-        )
+        raise ConfigError(f"cannot resume into {partial}: {_what_changed(differing)}; drop --resume and start over with --overwrite, or write to a new --out")
     with open(partial, "rb") as handle:
         lines = handle.read().split(b"\n")
     complete = lines[:-1]  # the last piece has no newline: empty, or a line cut by the kill
@@ -193,6 +270,19 @@ def _resume_point(partial: Path, settings_file: Path, settings: dict[str, Any], 
     with open(partial, "r+b") as handle:
         handle.truncate(sum(len(line) + 1 for line in complete[:kept]))
     return kept
+
+
+def _what_changed(differing: Sequence[str]) -> str:
+    """The settings that differ from the interrupted run's, in words."""
+    reasons = []
+    if any(key in _DATA_KEYS for key in differing):
+        reasons.append("the data changed since the interrupted run (other questions, contexts or ids)")
+    if "model_sha256" in differing:
+        reasons.append("the model changed since the interrupted run (its files differ)")
+    others = [key for key in differing if key not in _DATA_KEYS and key != "model_sha256"]
+    if others:
+        reasons.append(f"it was written with other {', '.join(others)} than this run's")
+    return "; ".join(reasons)
 
 
 def _answer_settings(options: AnswerOptions) -> dict[str, Any]:

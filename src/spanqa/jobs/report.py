@@ -64,6 +64,7 @@ FIGURES = REPORT_FIGURES
 QUESTION_WORDS = ("what", "who", "when", "where", "which", "how", "why")
 _WORD_FORMS = {"whom": "who", "whose": "who"}
 _GENERATOR = "spanqa report"
+_FIGURES_META = "spanqa-figures"  # the figures a report wrote beside it: the only PNGs a later report deletes
 EXCERPT_CHARS = 160
 """Context characters shown either side of the predicted and gold spans of an error."""
 
@@ -764,6 +765,7 @@ def render_html(report: RunReport, figures: Mapping[str, bytes]) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="generator" content="{_GENERATOR} {_e(__version__)}">'
+        f'<meta name="{_FIGURES_META}" content="{" ".join(name for name in FIGURES if name in figures)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>spanqa report: {_e(report.name)}</title><style>{_STYLE}</style></head>"
         f"<body>{body}</body></html>\n"
@@ -794,11 +796,25 @@ def breakdown_markdown(breakdowns: Sequence[Breakdown]) -> str:
 
 
 def _is_spanqa_report(path: Path) -> bool:
+    return f'<meta name="generator" content="{_GENERATOR}' in _head(path)
+
+
+def _head(path: Path) -> str:
+    """The start of a file (a report's ``<head>``), or "" when it cannot be read."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            return f'<meta name="generator" content="{_GENERATOR}' in handle.read(2048)
+            return handle.read(2048)
     except OSError:
-        return False
+        return ""
+
+
+def _figures_written(path: Path) -> set[str]:
+    """The figures the spanqa report at ``path`` wrote beside it, as it recorded them; none for another
+    file, or for a report of a spanqa that did not record them (its files are then left alone)."""
+    if not _is_spanqa_report(path):
+        return set()
+    found = re.search(rf'<meta name="{_FIGURES_META}" content="([a-z ]*)">', _head(path))
+    return set(found.group(1).split()) & set(FIGURES) if found else set()
 
 
 def write_report(
@@ -811,7 +827,8 @@ def write_report(
     """Write a run's report: ``out`` (HTML, figures embedded) and its figures as PNGs beside it.
 
     The PNGs are named after the HTML file (``report.html``: ``report-training.png``, ...).
-    Every file is written atomically. An earlier spanqa report at ``out`` is replaced.
+    Every file is written atomically. An earlier spanqa report at ``out`` is replaced; of the PNGs
+    beside it, only those it recorded as its own (and this report no longer draws) are deleted.
 
     Args:
         run_dir: A ``spanqa train`` or ``spanqa evaluate`` output folder.
@@ -827,6 +844,7 @@ def write_report(
     check_new_file(target, overwrite, expected="an .html file name", owned=_is_spanqa_report, owned_name="a spanqa report")
     report = collect_report(run_dir, **options)
     figures = draw_figures(report)
+    earlier = _figures_written(target)
     paths: dict[str, Path] = {}
     for name in FIGURES:
         path = target.with_name(f"{target.stem}-{name}.png")
@@ -834,8 +852,8 @@ def write_report(
             with atomic_open(path, "wb", encoding=None) as handle:
                 handle.write(figures[name])
             paths[name] = path
-        elif path.is_file():
-            path.unlink()  # an earlier report's figure this one no longer has
+        elif name in earlier and path.is_file():
+            path.unlink()  # the earlier report's own figure, which this one no longer has (never a file it did not write)
     with atomic_open(target) as handle:
         handle.write(render_html(report, figures))
     return ReportFiles(target, paths, report)
