@@ -288,7 +288,8 @@ def test_predict_killed_three_times_resumes_to_the_same_output(tiny_bert_dir, sa
     for target in (0, 12, 31):  # before any answer, mid-run, near the end (41 questions, chunks of 5)
         process = _predict(script, tiny_bert_dir, sample_dev, out, 0.05, resume=partial.exists())
         deadline = time.monotonic() + 120
-        while (not settings.exists() or _lines(partial) < target) and process.poll() is None and time.monotonic() < deadline:
+        # partial too: a kill between the settings file and the first open of the partial one leaves nothing to resume
+        while (not settings.exists() or not partial.exists() or _lines(partial) < target) and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
         process.send_signal(signal.SIGKILL)
         process.wait()
