@@ -6,19 +6,26 @@ same questions with the same model and the same 384/128 windows, and is timed as
 
 * recipe: the Hugging Face notebook (``bench/reference_recipe.py``): windows padded to 384,
   batches of 32 through the PyTorch model, the n-best double loop;
-* spanqa torch: ``Reader`` with the PyTorch backend (length-sorted batches padded per batch,
-  the vectorised decoder, on the CPU the linear layers through oneDNN); ``torch-blas`` is the same
-  with the model's layers as loaded (spanqa before oneDNN; its answers are the reference of the
-  "= ref" column when it runs); ``torch-bf16`` the same under bf16 autocast (``--dtype bf16``);
+* spanqa torch: ``Reader.from_pretrained`` with the PyTorch backend in its default precision
+  (length-sorted batches padded per batch, the vectorised decoder; on the CPU bf16 weights through
+  oneDNN where the CPU computes bf16 natively, else fp32 through oneDNN); ``torch-fp32`` the same
+  with ``--dtype fp32`` (the linear layers through oneDNN: the exact reference of the "= ref" column);
+  ``torch-blas`` fp32 with the model's layers as loaded (spanqa before oneDNN; the reference when it
+  runs); ``torch-bf16`` ``--dtype bf16``; ``torch-autocast`` bf16 autocast over the model as
+  loaded (what ``--dtype bf16`` was before the weights were converted);
 * spanqa onnx / onnx-int8: the same Reader on ``spanqa export --onnx [--int8]`` folders
   (export time not counted).
 
-Prints the machine, questions/s of each arm, the ratio to the recipe, EM/F1 on all questions
-and on the XQuAD-en eval split (articles 37-48), and how many answers equal spanqa torch's.
+Every arm is loaded once, then timed ``--runs`` times, the arms interleaved within each run so
+that a noisy machine slows them alike. Prints the machine (CPU model and the flags that decide
+the fast kernels), each run's questions/s and ratio to that run's recipe, the median ratio, the
+median ratio in this process's CPU time ("cpu": less moved by other load than wall time),
+EM/F1 on all questions and on the XQuAD-en eval split (articles 37-48), and how many answers
+equal the fp32 reference's.
 
     python bench/infer_speed.py --model my-xquad-model          # a model fine-tuned by spanqa train
-    python bench/infer_speed.py --model M --arms recipe,torch    # some arms only
-    python bench/infer_speed.py --model M --data dev.json --questions 50   # smoke test
+    python bench/infer_speed.py --model M --arms recipe,torch --runs 3   # some arms only
+    python bench/infer_speed.py --model M --data dev.json --questions 50 --runs 1   # smoke test
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,22 +47,28 @@ sys.path.insert(0, str(ROOT / "bench"))
 import reference_recipe  # noqa: E402  (the notebook recipe and the official v1.1 scoring)
 from train_speed import XQUAD_EN, data_file, machine  # noqa: E402
 
-ARMS = ("recipe", "torch-blas", "torch", "torch-bf16", "onnx", "onnx-int8")
+ARMS = ("recipe", "torch-blas", "torch-fp32", "torch-autocast", "torch", "torch-bf16", "onnx", "onnx-int8")
+REFERENCES = ("torch-blas", "torch-fp32", "torch")  # the first of these that runs gives the "= ref" column
 
 
 @dataclass
 class Result:
     arm: str
-    seconds: float
     questions: int
-    answers: dict[str, str] = field(repr=False)
+    seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)  # this process's CPU time: less moved by other load than wall time
+    answers: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
-    def questions_per_second(self) -> float:
-        return self.questions / self.seconds if self.seconds else 0.0
+    def questions_per_second(self) -> list[float]:
+        return [self.questions / s if s else 0.0 for s in self.seconds]
 
 
-def run_recipe(model: str, examples: list[Any], batch_size: int, max_length: int, stride: int) -> Result:
+Timed = Callable[[], tuple[float, dict[str, str]]]
+"""One timed pass of an arm over all questions: (seconds, answer text by question id)."""
+
+
+def recipe_arm(model: str, examples: list[Any], batch_size: int, max_length: int, stride: int) -> Timed:
     """The notebook's predict loop: windows padded to ``max_length``, the model in fixed batches, the n-best double loop."""
     import numpy as np
     import torch
@@ -64,45 +79,60 @@ def run_recipe(model: str, examples: list[Any], batch_size: int, max_length: int
     tokenizer = load_tokenizer(model)
     qa_model = AutoModelForQuestionAnswering.from_pretrained(resolve_model(model)).eval()
     rows = [{"id": ex.id, "question": ex.question, "context": ex.context} for ex in examples]
-    started = time.perf_counter()
-    tokenized, features = reference_recipe.prepare_validation_features(
-        tokenizer, [r["id"] for r in rows], [r["question"] for r in rows], [r["context"] for r in rows], max_length, stride
-    )
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenized]
-    starts, ends = [], []
-    with torch.inference_mode():
-        for lo in range(0, len(features), batch_size):
-            batch = {n: torch.tensor(tokenized[n][lo : lo + batch_size]) for n in names}
-            out = qa_model(**batch)
-            starts.append(out.start_logits.numpy())
-            ends.append(out.end_logits.numpy())
-    predicted = reference_recipe.reference_postprocess(rows, features, np.concatenate(starts), np.concatenate(ends), drop_blank=False)
-    seconds = time.perf_counter() - started
-    return Result("recipe", seconds, len(rows), {qid: p["text"] for qid, p in predicted.items()})
+
+    def timed() -> tuple[float, dict[str, str]]:
+        started = time.perf_counter()
+        tokenized, features = reference_recipe.prepare_validation_features(
+            tokenizer, [r["id"] for r in rows], [r["question"] for r in rows], [r["context"] for r in rows], max_length, stride
+        )
+        names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenized]
+        starts, ends = [], []
+        with torch.inference_mode():
+            for lo in range(0, len(features), batch_size):
+                batch = {n: torch.tensor(tokenized[n][lo : lo + batch_size]) for n in names}
+                out = qa_model(**batch)
+                starts.append(out.start_logits.numpy())
+                ends.append(out.end_logits.numpy())
+        predicted = reference_recipe.reference_postprocess(rows, features, np.concatenate(starts), np.concatenate(ends), drop_blank=False)
+        return time.perf_counter() - started, {qid: p["text"] for qid, p in predicted.items()}
+
+    return timed
 
 
-def run_reader(arm: str, folder: str, examples: list[Any], batch_size: int, backend: str, dtype: str | None = None) -> Result:
-    """spanqa's Reader, examples to answers, on one backend (``torch-blas``: the PyTorch model as loaded)."""
+def reader_arm(arm: str, folder: str, examples: list[Any], batch_size: int, backend: str, dtype: str | None = None) -> Timed:
+    """spanqa's Reader, examples to answers, on one backend (``torch-blas``/``torch-autocast``: the PyTorch model as loaded)."""
     from spanqa import Reader, SpanQAConfig
     from spanqa.runtime.models import load_qa_model, load_tokenizer, resolve_model
 
-    if arm == "torch-blas":
+    if arm in ("torch-blas", "torch-autocast"):  # a model the caller passes is run as it is: no oneDNN layers, no bf16 weights
         path = resolve_model(folder)
         config = SpanQAConfig.load(path) if Path(path).is_dir() else SpanQAConfig()
-        reader = Reader(load_qa_model(path), load_tokenizer(path), config, batch_size=batch_size)
+        reader = Reader(load_qa_model(path), load_tokenizer(path), config, batch_size=batch_size, dtype=dtype)  # type: ignore[arg-type]
     else:
-        reader = Reader.from_pretrained(folder, backend=backend, batch_size=batch_size, dtype=dtype)
+        reader = Reader.from_pretrained(folder, backend=backend, batch_size=batch_size, dtype=dtype)  # type: ignore[arg-type]
     reader.predict_examples(examples[:8])  # load lazily-built state (and the ONNX session) outside the timing
-    started = time.perf_counter()
-    predictions = reader.predict_examples(examples)
-    seconds = time.perf_counter() - started
-    return Result(arm, seconds, len(examples), {p.id: p.text for p in predictions})
+
+    def timed() -> tuple[float, dict[str, str]]:
+        started = time.perf_counter()
+        predictions = reader.predict_examples(examples)
+        return time.perf_counter() - started, {p.id: p.text for p in predictions}
+
+    return timed
+
+
+ARM_DTYPES = {"torch-blas": "fp32", "torch-fp32": "fp32", "torch-autocast": "bf16", "torch": None, "torch-bf16": "bf16"}
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def scores(examples: list[Any], answers: dict[str, str]) -> tuple[float, float]:
-    """Official SQuAD v1.1 EM/F1 of ``answers`` over ``examples``."""
+    """Official SQuAD v1.1 EM/F1 of ``answers`` over ``examples`` (the answerable ones: v1.1 has no "no answer")."""
     dataset = [
-        {"paragraphs": [{"context": ex.context, "qas": [{"id": ex.id, "answers": [{"text": a.text} for a in ex.answers]}]}]} for ex in examples
+        {"paragraphs": [{"context": ex.context, "qas": [{"id": ex.id, "answers": [{"text": a.text} for a in ex.answers]}]}]}
+        for ex in examples
+        if ex.answers
     ]
     result = reference_recipe.ref_v1_evaluate(dataset, answers)
     return result["exact_match"], result["f1"]
@@ -113,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="A QA model folder (fine-tuned, e.g. by spanqa train on XQuAD-en articles 1-36).")
     parser.add_argument("--data", type=Path, default=None, help="Questions with gold answers (default: all of XQuAD-en).")
     parser.add_argument("--questions", type=int, default=0, help="Use the first N questions (0: all).")
-    parser.add_argument("--arms", default="recipe,torch,onnx,onnx-int8", help=f"Comma-separated, from {', '.join(ARMS)}.")
+    parser.add_argument("--arms", default="recipe,torch,torch-fp32,onnx,onnx-int8", help=f"Comma-separated, from {', '.join(ARMS)}.")
+    parser.add_argument("--runs", type=int, default=2, help="Time every arm this many times, the arms interleaved in each run.")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--stride", type=int, default=128)
@@ -122,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     if any(a not in ARMS for a in arms):
         parser.error(f"--arms: choose from {', '.join(ARMS)}")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     args.data = data_file(args.data)
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -138,33 +171,61 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: the model's spanqa.json windows are {config.max_length}/{config.stride}; the recipe uses {args.max_length}/{args.stride}")
     print(f"model {args.model}; {len(examples)} questions from {args.data.name}; batch {args.batch_size}", flush=True)
 
-    results: list[Result] = []
+    timers: dict[str, Timed] = {}
+    results = {arm: Result(arm, len(examples)) for arm in arms}
     with tempfile.TemporaryDirectory(prefix="spanqa-infer-speed-") as tmp:
         for arm in arms:
             if arm == "recipe":
-                results.append(run_recipe(args.model, examples, args.batch_size, args.max_length, args.stride))
-            elif arm in ("torch-blas", "torch", "torch-bf16"):
-                results.append(run_reader(arm, args.model, examples, args.batch_size, "torch", "bf16" if arm == "torch-bf16" else None))
+                timers[arm] = recipe_arm(args.model, examples, args.batch_size, args.max_length, args.stride)
+            elif arm in ARM_DTYPES:
+                timers[arm] = reader_arm(arm, args.model, examples, args.batch_size, "torch", ARM_DTYPES[arm])
             else:
                 from spanqa.jobs.export import export_onnx
 
                 folder = export_onnx(args.model, Path(tmp) / arm, int8=arm == "onnx-int8")
-                results.append(run_reader(arm, str(folder), examples, args.batch_size, "onnx"))
-            print(f"{arm}: {results[-1].questions_per_second:.2f} questions/s", flush=True)
+                timers[arm] = reader_arm(arm, str(folder), examples, args.batch_size, "onnx")
+        for run in range(args.runs):
+            for arm in arms:  # interleaved: noise on a shared machine hits every arm of a run alike
+                cpu = time.process_time()
+                seconds, answers = timers[arm]()
+                results[arm].cpu_seconds.append(time.process_time() - cpu)
+                results[arm].seconds.append(seconds)
+                results[arm].answers = results[arm].answers or answers
+            line = " | ".join(f"{arm} {results[arm].questions_per_second[run]:.2f} q/s" + _ratio(results, arm, run) for arm in arms)
+            print(f"run {run + 1}: {line}", flush=True)
+    return report(args, examples, eval_ids, list(results.values()))
 
+
+def _ratio(results: dict[str, Result], arm: str, run: int) -> str:
+    recipe = results.get("recipe")
+    if recipe is None or arm == "recipe" or not recipe.questions_per_second[run]:
+        return ""
+    return f" {results[arm].questions_per_second[run] / recipe.questions_per_second[run]:.2f}x"
+
+
+def report(args: argparse.Namespace, examples: list[Any], eval_ids: set[str], results: list[Result]) -> int:
+    """The table: questions/s and ratio to the recipe per run and their median, scores, answers equal to the reference."""
     baseline = next((r for r in results if r.arm == "recipe"), None)
-    reference = next((r for r in results if r.arm == "torch-blas"), None) or next((r for r in results if r.arm == "torch"), None)
+    reference = next((r for name in REFERENCES for r in results if r.arm == name), None)
     eval_examples = [ex for ex in examples if ex.id in eval_ids]
-    header = f"\n{'arm':<10} {'seconds':>8} {'q/s':>7} {'vs recipe':>9} {'EM':>6} {'F1':>6}"
+    runs = args.runs
+    header = f"\n{'arm':<15} {'q/s per run':>{8 * runs}} {'vs recipe per run':>{8 * runs}} {'median':>7} {'cpu':>6} {'EM':>6} {'F1':>6}"
     header += f" {'eval EM':>7} {'eval F1':>7}" if eval_examples else ""
     header += f"  = {reference.arm}" if reference else ""
     print(header)
     rows = []
     for result in results:
-        ratio = result.questions_per_second / baseline.questions_per_second if baseline else float("nan")
+        qps = result.questions_per_second
+        ratios = [q / b if b else float("nan") for q, b in zip(qps, baseline.questions_per_second)] if baseline else [float("nan")] * runs
+        # the same ratio in this process's CPU time, which other load on the machine moves less than wall time
+        cpu_ratio = median([b / c if c else float("nan") for b, c in zip(baseline.cpu_seconds, result.cpu_seconds)]) if baseline else float("nan")
         em, f1 = scores(examples, result.answers)
-        line = f"{result.arm:<10} {result.seconds:>8.1f} {result.questions_per_second:>7.2f} {ratio:>8.2f}x {em:>6.2f} {f1:>6.2f}"
-        row: dict[str, Any] = {"arm": result.arm, "seconds": result.seconds, "questions_per_second": result.questions_per_second, "em": em, "f1": f1}
+        line = f"{result.arm:<15} {''.join(f'{q:>8.2f}' for q in qps)} {''.join(f'{r:>7.2f}x' for r in ratios)} {median(ratios):>6.2f}x"
+        line += f" {cpu_ratio:>5.2f}x {em:>6.2f} {f1:>6.2f}"
+        row: dict[str, Any] = {
+            "arm": result.arm, "seconds": result.seconds, "cpu_seconds": result.cpu_seconds, "questions_per_second": qps, "vs_recipe": ratios,
+            "median_vs_recipe": median(ratios), "cpu_time_vs_recipe": cpu_ratio, "em": em, "f1": f1,
+        }  # fmt: skip
         if eval_examples:
             eval_em, eval_f1 = scores(eval_examples, result.answers)
             line += f" {eval_em:>7.2f} {eval_f1:>7.2f}"

@@ -48,21 +48,31 @@ VARIANTS = {  # spanqa arms: extra train() settings
 # --------------------------------------------------------------------------- the machine
 
 
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "avx_vnni")
+"""The CPU features that decide which kernels run fast: fp32 (AVX2/AVX-512), bf16 (AVX-512 BF16, AMX) and int8 (VNNI, AMX)."""
+
+
 def machine() -> str:
     import torch
     import transformers
 
     cpu = platform.processor() or platform.machine()
+    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
+            info = handle.read().splitlines()
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+        flags = set(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
+    except OSError:
         pass
     from spanqa.runtime.devices import cpu_has_fast_bf16
 
     lines = [
         f"CPU: {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}, "
         f"native bf16 {'yes' if cpu_has_fast_bf16() else 'no'}",
+        f"CPU flags: {' '.join(f for f in CPU_FLAGS if f in flags) or 'none'} (not: {' '.join(f for f in CPU_FLAGS if f not in flags) or 'none'})"
+        if flags
+        else "CPU flags: unknown (no /proc/cpuinfo)",
         f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}",
         f"torch {torch.__version__}, transformers {transformers.__version__}, python {platform.python_version()}",
     ]

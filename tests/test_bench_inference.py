@@ -68,3 +68,23 @@ def test_eval_memory_without_data_says_so(tmp_path):
     proc = run("eval_memory.py", "--data", tmp_path / "missing.json")
     assert proc.returncode != 0
     assert "missing.json not found" in proc.stderr
+
+
+def test_infer_speed_times_every_arm_per_run(tiny_bert_dir, sample_dev, tmp_path):
+    arms = "recipe,torch,torch-fp32,torch-blas,torch-autocast"
+    out_json = tmp_path / "speed.json"
+    proc = run("infer_speed.py", "--model", tiny_bert_dir, "--data", sample_dev, "--questions", "10", "--runs", "2", "--arms", arms, "--json", out_json)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert_machine_first(out)
+    assert re.search(r"^CPU flags: ", out, re.M), out[:500]
+    for run_number in (1, 2):  # each run times every arm, with its ratio to that run's recipe
+        assert re.search(rf"^run {run_number}: recipe [\d.]+ q/s \| torch [\d.]+ q/s [\d.]+x \| torch-fp32 [\d.]+ q/s [\d.]+x", out, re.M), out
+    assert "= torch-blas" in out  # the fp32 model as loaded is the reference of the answers column
+    import json
+
+    rows = {row["arm"]: row for row in json.loads(out_json.read_text())}
+    assert set(rows) == set(arms.split(","))
+    assert all(len(row["questions_per_second"]) == len(row["vs_recipe"]) == 2 for row in rows.values())
+    assert rows["torch-fp32"]["same_as_torch-blas"] == 10  # oneDNN fp32 answers as the model as loaded
+    assert rows["recipe"]["median_vs_recipe"] == 1.0

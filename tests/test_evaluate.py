@@ -295,7 +295,10 @@ def test_the_steps_composed_by_hand_give_what_evaluate_gives(tiny_bert_dir, samp
     steps = EvaluationSteps(tune_threshold=True, calibrate=True)
     whole = evaluate(tiny_bert_dir, sample_dev, settings={"max_length": MAX_LENGTH, "stride": STRIDE}, steps=steps, output_dir=tmp_path / "a")
 
-    reader = Reader.from_pretrained(tiny_bert_dir, max_length=MAX_LENGTH, stride=STRIDE)
+    from spanqa.runtime.backends import evaluation_precision
+
+    # in the precision evaluate loads a model in (fp32 on the CPU, where the default may be bf16)
+    reader = Reader.from_pretrained(tiny_bert_dir, max_length=MAX_LENGTH, stride=STRIDE, dtype=evaluation_precision(None))
     dataset = load_examples(sample_dev)
     scored = score_evaluation(predict_dataset(reader, dataset))
     assert scored.tuning is None and "default_threshold" not in scored.metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -17,7 +18,7 @@ onnx = pytest.importorskip("onnx")
 from spanqa import Reader, evaluate, load_examples  # noqa: E402  # after the skip: without onnxruntime nothing here runs
 from spanqa.core.errors import ConfigError, ModelError  # noqa: E402
 from spanqa.interfaces.cli import app  # noqa: E402
-from spanqa.jobs.export import export_onnx  # noqa: E402
+from spanqa.jobs.export import Int8Options, export_onnx  # noqa: E402
 from spanqa.runtime.backends import OnnxBackend, TorchBackend  # noqa: E402
 
 runner = CliRunner()
@@ -69,7 +70,7 @@ def _all_logits(reader: Reader, features, batch_size: int) -> tuple[dict[int, np
 
 def test_onnx_logits_equal_pytorch_for_any_batch_size_and_length(exported, dev_examples):
     _, source, out = exported
-    torch_reader = Reader.from_pretrained(source, device="cpu", max_length=128, stride=32)
+    torch_reader = Reader.from_pretrained(source, device="cpu", dtype="fp32", max_length=128, stride=32)  # fp32 as exported
     onnx_reader = Reader.from_pretrained(out, max_length=128, stride=32)
     assert isinstance(onnx_reader.backend, OnnxBackend) and onnx_reader.model is None
     assert isinstance(torch_reader.backend, TorchBackend) and torch_reader.model is not None
@@ -89,7 +90,7 @@ def test_onnx_logits_equal_pytorch_for_any_batch_size_and_length(exported, dev_e
 
 def test_onnx_reader_gives_pytorch_answers(exported, dev_examples):
     _, source, out = exported
-    want = Reader.from_pretrained(source, device="cpu").predict_examples(dev_examples)
+    want = Reader.from_pretrained(source, device="cpu", dtype="fp32").predict_examples(dev_examples)  # fp32 as exported
     got = Reader.from_pretrained(out).predict_examples(dev_examples)
     assert [p.text for p in got] == [p.text for p in want]
     assert [p.is_impossible for p in got] == [p.is_impossible for p in want]
@@ -118,7 +119,7 @@ def test_int8_export_loads_and_mostly_agrees_with_fp32(family, request, dev_exam
     source = request.getfixturevalue(family)
     out = export_onnx(source, tmp_path / "int8", int8=True)
     assert [p.name for p in out.glob("*.onnx")] == ["model.onnx"]
-    fp32 = Reader.from_pretrained(source, device="cpu", max_length=128, stride=32)
+    fp32 = Reader.from_pretrained(source, device="cpu", dtype="fp32", max_length=128, stride=32)
     int8 = Reader.from_pretrained(out, max_length=128, stride=32)
     # Logits of a random model are nearly flat, so a few top spans may swap under int8 rounding;
     # the logits themselves must stay close (a broken quantization is off by far more than this).
@@ -131,6 +132,69 @@ def test_int8_export_loads_and_mostly_agrees_with_fp32(family, request, dev_exam
     got = [p.text for p in int8.predict_examples(dev_examples)]
     agree = np.mean([a == b for a, b in zip(got, want)])
     assert agree > 0.8, f"int8 answers agree with fp32 on {agree:.0%} of questions"
+
+
+@pytest.fixture(scope="module")
+def bert_int8(tiny_bert_dir, tmp_path_factory) -> Path:
+    """An int8 export with no calibration settings: the tiny model records no data, so the sample data calibrates."""
+    return export_onnx(tiny_bert_dir, tmp_path_factory.mktemp("bert-int8") / "model", int8=True)
+
+
+def test_int8_answers_do_not_depend_on_the_batch(bert_int8, dev_examples):
+    # Dynamic quantization scaled activations by the range of the whole batch, so a question's
+    # answer moved with its batch-mates; static scales make each window's result its own.
+    reader = Reader.from_pretrained(bert_int8, max_length=96, stride=32, max_question_tokens=32)  # several windows of varied length per context
+    requests = [(ex.question, ex.context) for ex in dev_examples[:24]]
+    alone = [reader.answer_batch([request])[0] for request in requests]
+    together = reader.answer_batch(requests)
+    assert len(reader.features(dev_examples[:24])) > reader.batch_size  # full, length-sorted batches of many windows
+    assert [r.answers[0].text for r in alone] == [r.answers[0].text for r in together]
+    np.testing.assert_allclose([r.answers[0].score for r in alone], [r.answers[0].score for r in together], atol=1e-4, rtol=0)
+    features = reader.features(dev_examples[:24])
+    one_by_one, _, _ = _all_logits(reader, features, 1)
+    batched, _, _ = _all_logits(reader, features, 32)
+    lengths = features.lengths
+    for row in one_by_one:  # a window's own tokens; the batch pads it with masked positions
+        np.testing.assert_allclose(batched[row][: lengths[row]], one_by_one[row][: lengths[row]], atol=1e-5, rtol=0)
+
+
+def test_int8_export_records_its_calibration(bert_int8, sample_train):
+    quantization = json.loads((bert_int8 / "spanqa.json").read_text())["extra"]["export"]["quantization"]
+    assert quantization["method"] == "static"
+    assert Path(quantization["calibration"]["data"]) == sample_train  # the shipped sample data, found without arguments
+    assert 0 < quantization["calibration"]["windows"] <= 512
+    assert quantization["ops"]["int8"] > 0
+    ops = {node.op_type for node in onnx.load(str(bert_int8 / "model.onnx")).graph.node}
+    assert {"QuantizeLinear", "MatMulIntegerToFloat", "QAttention"} <= ops and "DynamicQuantizeLinear" not in ops
+    assert {"SkipLayerNormalization", "BiasGelu", "QEmbedLayerNormalization"} <= ops  # fused before quantizing, kept float
+
+
+def test_int8_calibrates_on_the_data_the_model_was_trained_on(tiny_bert_dir, sample_dev, tmp_path):
+    run = tmp_path / "run"  # `spanqa train` ran here with --output-dir model and a relative data path
+    shutil.copytree(tiny_bert_dir, run / "model")
+    shutil.copy(sample_dev, run / "dev.json")
+    (run / "model" / "train_config.json").write_text(json.dumps({"train_data": "dev.json", "training": {"output_dir": "model"}}))
+    out = export_onnx(run / "model", tmp_path / "int8", int8=True, int8_options=Int8Options(calibration_windows=16))
+    calibration = json.loads((out / "spanqa.json").read_text())["extra"]["export"]["quantization"]["calibration"]
+    assert Path(calibration["data"]) == (run / "dev.json").resolve() and calibration["windows"] == 16
+
+
+def test_calibration_options_from_the_command_line(tiny_bert_dir, sample_dev, tmp_path):
+    out = tmp_path / "cli-int8"
+    args = ["export", str(tiny_bert_dir), str(out), "--onnx", "--int8", "--calibration-data", str(sample_dev), "--calibration-windows", "8"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    calibration = json.loads((out / "spanqa.json").read_text())["extra"]["export"]["quantization"]["calibration"]
+    assert calibration["data"] == str(sample_dev) and calibration["windows"] == 8
+    missing = tmp_path / "no-such" / "data.json"
+    res = runner.invoke(app, ["export", str(tiny_bert_dir), str(tmp_path / "bad"), "--onnx", "--int8", "--calibration-data", str(missing)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert [line for line in res.output.splitlines() if line.startswith("error:")] == [f"error: calibration data {missing}: file not found"]
+    assert not (tmp_path / "bad").exists()
+    res = runner.invoke(app, ["export", str(tiny_bert_dir), str(tmp_path / "bad"), "--onnx", "--calibration-data", str(sample_dev)])
+    assert res.exit_code == 1 and "--int8" in res.output
+    res = runner.invoke(app, ["export", str(tiny_bert_dir), str(tmp_path / "bad"), "--onnx", "--int8", "--calibration-windows", "0"])
+    assert res.exit_code == 1 and "calibration windows must be a positive integer" in res.output
 
 
 def test_existing_output_is_refused_unless_overwrite(tiny_bert_dir, tmp_path):
@@ -206,13 +270,13 @@ def test_missing_onnxruntime_says_how_to_install(tiny_bert_dir, bert_onnx, monke
 
 
 def test_torch_backend_precisions(tiny_bert_dir, dev_examples):
-    fp32 = Reader.from_pretrained(tiny_bert_dir, device="cpu")
-    assert fp32.backend.dtype == "fp32"  # the CPU default
+    fp32 = Reader.from_pretrained(tiny_bert_dir, device="cpu", dtype="fp32")
+    assert fp32.backend.dtype == "fp32"  # the CPU default depends on the CPU: tests/test_precision.py
     bf16 = Reader.from_pretrained(tiny_bert_dir, device="cpu", dtype="bf16")
     features = fp32.features(dev_examples[:8])
     want, _, _ = _all_logits(fp32, features, 8)
     got, _, _ = _all_logits(bf16, features, 8)
     differences = [np.abs(got[row] - want[row]).max() for row in want]
-    assert 0 < max(differences) < 0.05  # autocast is on (not bit-identical) and bf16 keeps ~3 significant digits
+    assert 0 < max(differences) < 0.05  # bf16 is on (not bit-identical) and keeps ~3 significant digits
     with pytest.raises(ConfigError, match="unknown dtype 'bf61'"):
         Reader.from_pretrained(tiny_bert_dir, dtype="bf61")  # type: ignore[arg-type]

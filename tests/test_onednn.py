@@ -26,8 +26,8 @@ def _linear_types(model) -> set[str]:
 @pytest.mark.parametrize("family", ["tiny_bert_dir", "tiny_roberta_dir"])
 def test_onednn_layers_give_the_same_logits(family, request):
     folder = request.getfixturevalue(family)
-    plain = TorchBackend(load_qa_model(folder), "cpu")
-    fast = TorchBackend(load_qa_model(folder), "cpu", onednn=True)
+    plain = TorchBackend(load_qa_model(folder), "cpu", "fp32")
+    fast = TorchBackend(load_qa_model(folder), "cpu", "fp32", onednn=True)
     if not fast.onednn:
         pytest.skip("this torch build has no oneDNN linear op")
     assert _linear_types(plain.model) == {"Linear"} and _linear_types(fast.model) == {"OneDnnLinear"}
@@ -36,16 +36,18 @@ def test_onednn_layers_give_the_same_logits(family, request):
 
 
 def test_from_pretrained_owns_its_model_and_answers_as_before(tiny_bert_dir):
-    fast = Reader.from_pretrained(tiny_bert_dir, device="cpu")
-    plain = Reader(load_qa_model(tiny_bert_dir), fast.tokenizer, fast.config, device="cpu")
+    fast = Reader.from_pretrained(tiny_bert_dir, device="cpu", dtype="fp32")
+    plain = Reader(load_qa_model(tiny_bert_dir), fast.tokenizer, fast.config, device="cpu", dtype="fp32")
     assert not plain.backend.onednn  # a model the caller passed in is not rewritten
     assert _linear_types(plain.model) == {"Linear"}
     spans = [[(a.text, a.start, a.end) for a in reader(QUESTION, CONTEXT, top_k=5).answers] for reader in (fast, plain)]
     assert spans[0] == spans[1] and spans[0]
 
 
-def test_onednn_stays_off_for_bf16_and_unconvertible_models(tiny_bert_dir):
-    assert not TorchBackend(load_qa_model(tiny_bert_dir), "cpu", "bf16", onednn=True).onednn
+def test_onednn_stays_off_for_autocast_and_unconvertible_models(tiny_bert_dir):
+    # fp16 on the CPU runs under autocast, which would cast around the oneDNN fp32 op; bf16 converts the
+    # weights instead and runs oneDNN's bf16 kernels (tests/test_precision.py)
+    assert not TorchBackend(load_qa_model(tiny_bert_dir), "cpu", "fp16", onednn=True).onednn
 
     from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
@@ -61,7 +63,7 @@ def test_onednn_stays_off_for_bf16_and_unconvertible_models(tiny_bert_dir):
             logits = self.embed(input_ids) @ self.qa.weight.T + self.qa.bias
             return QuestionAnsweringModelOutput(start_logits=logits[..., 0], end_logits=logits[..., 1])
 
-    backend = TorchBackend(ReadsItsWeights(), "cpu", onednn=True)  # type: ignore[arg-type]
+    backend = TorchBackend(ReadsItsWeights(), "cpu", "fp32", onednn=True)  # type: ignore[arg-type]
     assert not backend.onednn and type(backend.model.qa) is torch.nn.Linear  # put back as it was
     start, end = backend(_batch())
     assert start.shape == (3, 12) and np.isfinite(start).all()

@@ -152,7 +152,9 @@ def test_reader_agrees_with_evaluate_on_every_xquad_question(tiny_bert_dir, samp
     train(str(tiny_bert_dir), sample_train, output_dir=str(model), max_steps=5, max_length=256, stride=64, learning_rate=1e-3)
     dataset = load_examples(XQUAD / "xquad.en.json")
     result = evaluate(str(model), dataset, output_dir=tmp_path / "eval", batch_size=32)
-    reader = Reader.from_pretrained(model, batch_size=32)
+    from spanqa.runtime.backends import evaluation_precision
+
+    reader = Reader.from_pretrained(model, batch_size=32, dtype=evaluation_precision(None))  # the precision evaluate ran in
     # XQuAD is v1 data, so evaluate always answers; the Reader is asked to do the same.
     requests = [{"question": ex.question, "context": ex.context, "id": ex.id, "handle_impossible": False} for ex in dataset.examples]
     answers = reader.answer_batch(requests)

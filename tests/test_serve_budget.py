@@ -116,6 +116,44 @@ def test_a_small_request_is_answered_between_the_steps_of_a_large_one(reader):
     assert app.state.batcher.batches >= windows // 4
 
 
+async def _large_among_small_ones(app, large: dict, small: dict, clients: int, give_up_s: float) -> tuple[float, int, int]:
+    """Post ``large`` while ``clients`` others post ``small`` in a loop until it is answered (or ``give_up_s``):
+    when it was answered, its status, and how many small requests were answered meanwhile."""
+    transport = httpx.ASGITransport(app=app)
+    answered = asyncio.Event()
+    small_answers = 0
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+        started = time.perf_counter()
+
+        async def keep_posting() -> None:
+            nonlocal small_answers
+            while not answered.is_set() and time.perf_counter() - started < give_up_s:
+                small_answers += (await client.post("/answer", json=small)).status_code == 200
+
+        async def post_large() -> tuple[float, int]:
+            await asyncio.sleep(0.1)  # the small ones first: the queue is never empty when it arrives
+            response = await client.post("/answer", json=large)
+            answered.set()
+            return time.perf_counter() - started, response.status_code
+
+        (done, status), *_ = await asyncio.gather(post_large(), *(keep_posting() for _ in range(clients)))
+    return done, status, small_answers
+
+
+def test_a_steady_stream_of_small_requests_cannot_starve_a_larger_one(reader):
+    """Before: fewest windows first, always; under 16 load_serve clients 12 of 1,081 requests waited 30 s (504)."""
+    slow_reader, _ = slow(reader, delay=0.03, batch_size=4)
+    medium = RAILWAY + " " + " ".join(f"Note {i}: depot {i} was painted green in {1700 + i} by crew {i % 7}." for i in range(60))
+    assert windows_of(slow_reader, medium) >= 8
+    app = create_app(slow_reader, ServeSettings(max_batch_windows=4, max_request_windows=1000, max_wait_ms=0))
+    done, status, small_answers = asyncio.run(
+        _large_among_small_ones(app, {"question": "When was it built?", "context": medium}, RAILWAY_REQUEST, clients=16, give_up_s=8.0)
+    )
+    assert status == 200
+    assert small_answers >= 1  # the small ones were answered meanwhile too
+    assert done < 4.0, done  # answered while they still came (before: after 8 s, when they stopped)
+
+
 def test_the_answers_of_a_request_read_in_steps_are_those_read_at_once(reader):
     slow_reader, _ = slow(reader, delay=0.0, batch_size=4)
     payload = {"question": "When was it built?", "context": LONG, "top_k": 3}

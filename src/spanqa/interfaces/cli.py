@@ -588,17 +588,24 @@ def export_cmd(
     model: str = typer.Argument(..., help="Model folder, alias or hub id (a PyTorch QA model)."),
     out: Path = typer.Argument(..., help="Folder to create: model.onnx, tokenizer, config.json, spanqa.json."),
     onnx: bool = typer.Option(False, "--onnx", help="Export to ONNX (the one format so far; required)."),
-    int8: bool = typer.Option(False, "--int8", help="Quantize the weights to int8: ~4x smaller, faster on CPUs, answers may differ slightly."),
+    int8: bool = typer.Option(False, "--int8", help="Quantize to int8 (static, calibrated): ~4x smaller, faster on CPUs, answers may differ slightly."),
+    calibration_data: Optional[str] = typer.Option(
+        None, "--calibration-data", help="Data file to calibrate --int8 on (default: the model's training data if readable, else the sample data)."
+    ),
+    calibration_windows: Optional[int] = typer.Option(None, "--calibration-windows", help="Most windows that calibrate --int8 (default 512)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
     optimize: bool = typer.Option(True, "--optimize/--no-optimize", help="Fuse attention, LayerNorm and GELU (ONNX Runtime's transformer optimizer)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists and is not empty."),
 ) -> None:
     """Export a model for ONNX Runtime; `ask`, `predict`, `evaluate` and `serve` load the folder like any model."""
-    from spanqa.jobs.export import export_onnx
+    from spanqa.jobs.export import Int8Options, export_onnx
 
     if not onnx:
         raise ConfigError("choose the export format: --onnx (the only one so far)")
-    folder = export_onnx(model, out, int8=int8, opset=opset, optimize=optimize, overwrite=overwrite)
+    calibration: dict[str, Any] = {"calibration_data": calibration_data, "calibration_windows": calibration_windows}
+    given = {key: value for key, value in calibration.items() if value is not None}
+    int8_options = Int8Options(**given) if given else None
+    folder = export_onnx(model, out, int8=int8, int8_options=int8_options, opset=opset, optimize=optimize, overwrite=overwrite)
     size = (folder / "model.onnx").stat().st_size / 1e6
     typer.echo(f"wrote {folder}/model.onnx ({'int8' if int8 else 'fp32'}, {size:.1f} MB) with its tokenizer, config.json and spanqa.json")
 

@@ -40,6 +40,7 @@ from spanqa.jobs.scoring import (
 )
 from spanqa.reading.index import Index
 from spanqa.reading.reader import Reader
+from spanqa.runtime.backends import evaluation_precision
 from spanqa.runtime.options import LOAD_OPTION_NAMES, LoadOptions
 from spanqa.stages.data import DataSource, QADataset, read_dataset
 from spanqa.stages.decode import ExamplePrediction
@@ -428,11 +429,14 @@ def _split_overrides(overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _reader(model: str | Path | Reader, load: LoadOptions | None, load_overrides: Mapping[str, Any], settings: Mapping[str, Any]) -> Reader:
-    """The reader evaluated: ``model`` loaded with ``load``, or the given reader with these settings."""
+    """The reader evaluated: ``model`` loaded with ``load`` (fp32 on the CPU unless a dtype is asked for:
+    :func:`~spanqa.runtime.backends.evaluation_precision`), or the given reader with these settings."""
     options = (load or LoadOptions()).updated(**load_overrides)
     if isinstance(model, Reader):
         chosen = load is not None or load_overrides.get("batch_size") is not None
         return model.with_settings(batch_size=options.batch_size if chosen else None, **settings)
+    if options.dtype is None:
+        options = options.updated(dtype=evaluation_precision(options.device))
     return Reader.from_pretrained(model, options, **settings)
 
 

@@ -522,10 +522,12 @@ def _final_evaluation(
     )
     from spanqa.jobs.evaluation_files import check_evaluation_folder
     from spanqa.reading.reader import Reader
+    from spanqa.runtime.backends import evaluation_precision
     from spanqa.runtime.options import LoadOptions
 
     check_evaluation_folder(output_dir / "eval", overwrite=True)  # before predicting: a refusal costs no work
-    reader = Reader.from_pretrained(output_dir, LoadOptions(device=str(args.device), batch_size=args.per_device_eval_batch_size))
+    device = str(args.device)  # the final scores are fp32 on the CPU, as `spanqa evaluate` gives them
+    reader = Reader.from_pretrained(output_dir, LoadOptions(device=device, dtype=evaluation_precision(device), batch_size=args.per_device_eval_batch_size))
     evaluation = score_evaluation(predict_dataset(reader, eval_set, version_2=handle_impossible, lang=args.eval_lang))
     if handle_impossible and args.tune_null_threshold:
         evaluation = tune_threshold(evaluation)

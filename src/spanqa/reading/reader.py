@@ -69,7 +69,7 @@ class Reader:
             config: Window and decoding settings; default: :class:`SpanQAConfig` defaults.
             device: Where a PyTorch model runs: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; default: CUDA when available.
             batch_size: Windows per forward pass.
-            dtype: PyTorch precision, ``bf16``, ``fp16`` or ``fp32``; default: bf16 on GPUs that support it, else fp32.
+            dtype: PyTorch precision, ``bf16``, ``fp16`` or ``fp32``; default: bf16 on GPUs and CPUs that compute it natively, else fp32.
             backend: A ready backend (e.g. :class:`~spanqa.runtime.backends.OnnxBackend`) instead of ``model``.
         """
         check_batch_size(batch_size)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtim
 import numpy as np
 
 from spanqa.core.errors import ConfigError, ModelError, did_you_mean, first_line
-from spanqa.runtime.devices import attention_kernels, cuda_has_bf16, usable_cores
+from spanqa.runtime.devices import attention_kernels, cpu_has_fast_bf16, cuda_has_bf16, usable_cores
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -37,6 +37,8 @@ __all__ = [
     "MODEL_INPUTS",
     "check_batch_size",
     "choose_backend",
+    "default_precision",
+    "evaluation_precision",
     "import_onnxruntime",
     "pick_device",
 ]
@@ -112,15 +114,47 @@ def _check_device(name: str) -> torch.device:
 
 
 def default_precision(device: torch.device) -> Precision:
-    """bf16 on CUDA GPUs that compute it natively (Ampere and later), fp32 elsewhere.
+    """bf16 where the hardware computes it natively, fp32 elsewhere; ``dtype="fp32"`` is exact anywhere.
 
-    On the CPU inference stays fp32, as evaluation always ran (bf16 autocast moves scores in
-    their last digits, which can flip near-ties); ask for ``bf16`` to trade that for speed.
+    * CUDA GPUs from Ampere on: bf16 (autocast).
+    * CPUs with AVX-512 BF16 or AMX (:func:`~spanqa.runtime.devices.cpu_has_fast_bf16`): bf16. A model
+      the backend owns (``Reader.from_pretrained``) has its weights converted to bf16 once, its
+      linear layers run through oneDNN and its QA head in fp32 (see :class:`TorchBackend`).
+      Measured on a 2-core AMD EPYC with AVX-512 BF16 (``bench/infer_speed.py``: a MiniLM-L6
+      fine-tuned on XQuAD-en articles 1-36, all 1,190 XQuAD-en questions, eight runs on a busy
+      shared machine): 1.40x-1.66x the questions/s of fp32 through oneDNN in the same run in seven
+      of the eight (median of all eight 1.46x; in the other fp32 ran in a quiet spell), and
+      1.56x-1.62x in four runs over 300 questions on a quieter machine (4.7x-4.9x the notebook
+      recipe); bf16 autocast was no faster than fp32 (0.78x-1.01x). The same top answer for 1,185
+      of the 1,190 (autocast: 1,182); with ``spanqa evaluate --dtype bf16`` on the 265 questions of
+      articles 37-48, EM/F1 33.21/50.03 against fp32's 32.83/49.60 (4 answers changed, each a
+      near-tie in fp32: its top two spans within 0.006 in probability). bf16 scores move by up to
+      0.01 with the other windows of a batch (padding changes the kernels' blocking); top answers
+      did not (0 of 120 alone against batched).
+      Evaluation stays fp32 on the CPU: :func:`evaluation_precision`.
+    * Other CPUs emulate bf16 and gain nothing: fp32 (linear layers through oneDNN).
 
     Args:
         device: The device the model runs on.
     """
-    return "bf16" if device.type == "cuda" and cuda_has_bf16() else "fp32"
+    if device.type == "cuda":
+        return "bf16" if cuda_has_bf16() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+
+
+def evaluation_precision(device: str | None) -> Precision | None:
+    """The precision evaluation runs in when none is asked for: fp32 on the CPU, the device's default elsewhere.
+
+    Evaluation scores are compared across runs, machines and releases, so on the CPU they stay the
+    exact fp32 ones whatever the CPU: bf16 moved a MiniLM's EM/F1 on 265 XQuAD-en questions by
+    +0.38/+0.43 (4 near-tied answers; figures in :func:`default_precision`), more than the 0.3 that
+    a comparison of two models should be able to trust.
+    GPUs evaluate in their bf16 default, as before. ``spanqa evaluate --dtype bf16`` asks for bf16.
+
+    Args:
+        device: The device asked for (None: CUDA when available, else the CPU).
+    """
+    return "fp32" if pick_device(device).type == "cpu" else None
 
 
 def check_batch_size(batch_size: int) -> int:
@@ -155,13 +189,17 @@ class TorchBackend:
     Args:
         model: The model; it is moved to ``device`` and put in eval mode.
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; default: CUDA when available.
-        dtype: ``bf16`` or ``fp16`` run under ``torch.autocast``; ``fp32`` runs as loaded;
-            default: bf16 on CUDA GPUs that support it natively, else fp32.
-        onednn: On the CPU in fp32, run the model's ``nn.Linear`` layers through oneDNN (weights
-            reordered once), faster than the default BLAS path, markedly so on AMD CPUs. This
-            replaces modules inside ``model``, so it is for models the backend owns
-            (``Reader.from_pretrained`` sets it); the model stays as loaded if the converted one
-            fails or disagrees with it on a probe batch.
+        dtype: ``bf16`` or ``fp16`` run under ``torch.autocast`` (except bf16 on the CPU with
+            ``onednn``, below); ``fp32`` runs as loaded; default: :func:`default_precision`, bf16
+            where the hardware computes it natively (Ampere GPUs, CPUs with AVX-512 BF16 or AMX), else fp32.
+        onednn: The backend owns ``model`` and may rewrite it for the CPU (``Reader.from_pretrained``
+            sets it). In fp32 the model's ``nn.Linear`` layers run through oneDNN (weights
+            reordered once), faster than the default BLAS path, markedly so on AMD CPUs. In bf16
+            the weights are converted to bf16 once instead of autocasting every call, the QA head
+            stays fp32 (its input is cast up, so the logits are not rounded to bf16), and the
+            linear layers run through oneDNN's bf16 kernels. Each step is undone if the converted
+            model fails or disagrees with the one before on a probe batch (bf16 then falls back to
+            autocast). Without ``onednn`` the model is left as passed.
     """
 
     def __init__(
@@ -172,7 +210,10 @@ class TorchBackend:
         self.dtype: Precision = check_precision(dtype) or default_precision(self._device)
         self.input_names = _forward_inputs(model)
         self.max_positions: int | None = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-        self.onednn = onednn and self._device.type == "cpu" and self.dtype == "fp32" and _use_onednn_linears(self.model, self.input_names)
+        owned_cpu = onednn and self._device.type == "cpu"
+        self.bf16_weights = owned_cpu and self.dtype == "bf16" and _use_bf16_weights(self.model, self.input_names)
+        """Whether the model's weights were converted to bf16 (the CPU default on native-bf16 CPUs), so no autocast."""
+        self.onednn = owned_cpu and (self.dtype == "fp32" or self.bf16_weights) and _use_onednn_linears(self.model, self.input_names)
 
     @property
     def device(self) -> torch.device:
@@ -181,7 +222,7 @@ class TorchBackend:
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         import torch
 
-        if self.dtype == "fp32":
+        if self.dtype == "fp32" or self.bf16_weights:
             return contextlib.nullcontext()
         return torch.autocast(self._device.type, dtype=torch.bfloat16 if self.dtype == "bf16" else torch.float16)
 
@@ -210,31 +251,60 @@ def _onednn_linear_class() -> type | None:
         return None
 
     class OneDnnLinear(torch.nn.Module):
-        """``nn.Linear`` with its weight reordered once for oneDNN's inner product.
+        """``nn.Linear`` with its weight reordered once for oneDNN's inner product (fp32 or bf16).
 
         The op is the one torch.compile's inductor emits for frozen CPU linears; it takes dense
         activations, so nothing is converted per call (``torch.utils.mkldnn.MkldnnLinear``
         converts input and output each time).
         """
 
-        def __init__(self, linear: torch.nn.Linear) -> None:
+        def __init__(self, linear: torch.nn.Linear, activation: str = "none") -> None:
             super().__init__()
             self.register_buffer("weight", ops._reorder_linear_weight(linear.weight.detach(), None))
             self.register_buffer("bias", None if linear.bias is None else linear.bias.detach())
+            self.activation = activation  # "gelu": the exact (erf) GELU applied inside the same op
+            self.algorithm = "none" if activation == "gelu" else ""
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return ops._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+            return ops._linear_pointwise(x, self.weight, self.bias, self.activation, [], self.algorithm)
 
     return OneDnnLinear
 
 
+def _probe_batch(model: Any, input_names: tuple[str, ...]) -> dict[str, Any]:
+    """Two short windows of token ids the model's vocabulary has, for checking a rewritten model."""
+    import torch
+
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 100
+    ids = torch.arange(1, 17).remainder(vocab).reshape(2, 8)
+    probe = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    return {name: tensor for name, tensor in probe.items() if name in input_names}
+
+
+def _probe_logits(model: Any, probe: Mapping[str, Any]) -> tuple[Any, Any]:
+    import torch
+
+    with torch.inference_mode():
+        out = model(**probe)
+    return out["start_logits"].float(), out["end_logits"].float()
+
+
+def _close(got: tuple[Any, Any], want: tuple[Any, Any], tolerance: float) -> bool:
+    """Whether both logit tensors agree within ``tolerance`` of their scale (at least 1)."""
+    import torch
+
+    scale = max(1.0, max(float(w.abs().max()) for w in want))
+    return all(bool(torch.isfinite(g).all()) and float((g - w).abs().max()) <= tolerance * scale for g, w in zip(got, want))
+
+
 def _use_onednn_linears(model: Any, input_names: tuple[str, ...]) -> bool:
-    """Swap ``model``'s ``nn.Linear`` layers for oneDNN ones if that gives the same logits on a probe batch.
+    """Swap ``model``'s fp32 or bf16 ``nn.Linear`` layers for oneDNN ones if that gives the same logits on a probe batch.
 
     The same GEMMs through oneDNN instead of MKL's sgemm (which takes a slow path on AMD CPUs):
     1.6x per layer, 1.3x end to end on MiniLM-L6 on the 2-core EPYC, logits equal up to float
-    noise. Undone, and False returned, when this torch lacks the op or the model's code cannot
-    run with the new layers (e.g. it reads a layer's ``weight`` dtype).
+    noise. bf16 layers (:func:`_use_bf16_weights`) gain too: their weights are packed once for
+    oneDNN's bf16 kernels instead of per call. Undone, and False returned, when this torch lacks
+    the op or the model's code cannot run with the new layers (e.g. it reads a layer's ``weight`` dtype).
     """
     import torch
 
@@ -243,26 +313,125 @@ def _use_onednn_linears(model: Any, input_names: tuple[str, ...]) -> bool:
         (parent, name, child)
         for parent in model.modules()
         for name, child in parent.named_children()
-        if type(child) is torch.nn.Linear and child.weight.dtype == torch.float32 and child.weight.device.type == "cpu"
+        if type(child) is torch.nn.Linear and child.weight.dtype in (torch.float32, torch.bfloat16) and child.weight.device.type == "cpu"
     ]
     if linear_class is None or not layers:
         return False
-    vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 100
-    ids = torch.arange(1, 17).remainder(vocab).reshape(2, 8)
-    probe = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
-    probe = {name: tensor for name, tensor in probe.items() if name in input_names}
+    # fp32 layers give the same logits up to float noise; bf16 ones up to bf16 rounding (oneDNN's kernels
+    # round their outputs where the BLAS path may not), far below what the bf16 weights themselves move.
+    tolerance = 1e-4 if all(child.weight.dtype == torch.float32 for _, _, child in layers) else 1e-2
+    probe = _probe_batch(model, input_names)
     try:
-        with torch.inference_mode():
-            before = model(**probe)
-            for parent, name, child in layers:
-                setattr(parent, name, linear_class(child))
-            after = model(**probe)
-        same = all(torch.allclose(before[key], after[key], rtol=1e-4, atol=1e-4) for key in ("start_logits", "end_logits"))
+        before = _probe_logits(model, probe)
+        for parent, name, child in layers:
+            setattr(parent, name, linear_class(child))
+        same = _close(_probe_logits(model, probe), before, tolerance)
     except Exception:  # each architecture's own forward may not take them; keep the model as loaded
         same = False
     if not same:
         for parent, name, child in layers:
             setattr(parent, name, child)
+    elif tolerance == 1e-4:
+        _fuse_gelu(model, linear_class, {(id(parent), name): child for parent, name, child in layers}, probe, before)
+    return same
+
+
+GELU_AFTER_LINEAR = (("dense", "intermediate_act_fn"), ("lin1", "activation"))
+"""Children (linear, activation) that a block applies one after the other: the BERT family's
+``...Intermediate`` (BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa) and DistilBERT's ``FFN``."""
+
+
+def _is_exact_gelu(module: Any) -> bool:
+    """Whether ``module`` is the erf GELU (transformers' ``gelu``, ``nn.GELU()``), not the tanh approximation."""
+    import torch
+
+    if type(module) is torch.nn.GELU:
+        return module.approximate == "none"
+    return type(module).__name__ == "GELUActivation" and getattr(module, "act", None) is torch.nn.functional.gelu
+
+
+def _fuse_gelu(model: Any, linear_class: type, originals: Mapping[tuple[int, str], Any], probe: Mapping[str, Any], before: tuple[Any, Any]) -> None:
+    """Fold the exact GELU after an fp32 oneDNN linear into the linear's own op: one pass over its
+    output instead of two, bit-identical (MiniLM's 1536-wide layer: 176 -> 139 ms a batch on the
+    2-core EPYC; about 1.05x end to end, logits bit-identical on 300 XQuAD questions). Undone if the
+    logits change on the probe batch.
+    (For bf16 layers oneDNN's fused GELU is no faster and rounds once less, so they stay as they are.)
+    """
+    import torch
+
+    swaps = []  # (parent, child name, before, after)
+    for parent in model.modules():
+        for linear_name, activation_name in GELU_AFTER_LINEAR:
+            linear, activation = originals.get((id(parent), linear_name)), getattr(parent, activation_name, None)
+            if linear is not None and linear.weight.dtype == torch.float32 and _is_exact_gelu(activation):
+                swaps.append((parent, linear_name, getattr(parent, linear_name), linear_class(linear, activation="gelu")))
+                swaps.append((parent, activation_name, activation, torch.nn.Identity()))
+    if not swaps:
+        return
+    try:
+        for parent, name, _, after in swaps:
+            setattr(parent, name, after)
+        same = _close(_probe_logits(model, probe), before, 1e-4)
+    except Exception:  # a block that applies them otherwise: keep them apart
+        same = False
+    if not same:
+        for parent, name, previous, _ in swaps:
+            setattr(parent, name, previous)
+
+
+def _fp32_head_class() -> type:
+    import torch
+
+    class Fp32Head(torch.nn.Module):
+        """A QA head kept in fp32 inside a bf16 model: its input is cast up, so the logits are not rounded to bf16."""
+
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x.float())
+
+    return Fp32Head
+
+
+def _use_bf16_weights(model: Any, input_names: tuple[str, ...]) -> bool:
+    """Convert ``model``'s weights to bf16 once (its ``qa_outputs`` head stays fp32) if it still runs and agrees on a probe batch.
+
+    Faster on the CPU than autocast, which casts every weight on every call (with the oneDNN
+    layers 1.4x-1.7x fp32's questions/s where autocast gave 0.8x-1.0x; :func:`default_precision`).
+    bf16 keeps about 3 significant digits, so the probe allows 10% of the logits' scale: it
+    catches a model that breaks in bf16, not rounding. Undone, and False returned, otherwise.
+    """
+    import torch
+
+    params = list(model.parameters())
+    if not params or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in params):
+        return False
+    probe = _probe_batch(model, input_names)
+    originals = [t.data for t in params]  # model.to() swaps each parameter's data: these are put back if needed
+    buffers = [(module, name, buffer) for module in model.modules() for name, buffer in module._buffers.items() if buffer is not None]
+    head = getattr(model, "qa_outputs", None)
+    wrapped = isinstance(head, torch.nn.Linear) and type(head) is torch.nn.Linear
+    head_params = {id(t) for t in head.parameters()} if isinstance(head, torch.nn.Linear) else set()
+    try:
+        before = _probe_logits(model, probe)
+        model.to(torch.bfloat16)
+        if wrapped:
+            for tensor, original in zip(params, originals):
+                if id(tensor) in head_params:
+                    tensor.data = original
+            model.qa_outputs = _fp32_head_class()(head)
+        same = _close(_probe_logits(model, probe), before, 0.1)
+    except Exception:  # an architecture whose code needs fp32 weights
+        same = False
+    if not same:
+        if wrapped:
+            model.qa_outputs = head
+        for tensor, original in zip(params, originals):
+            tensor.data = original
+        for module, name, buffer in buffers:
+            module._buffers[name] = buffer
     return same
 
 

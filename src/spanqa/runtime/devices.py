@@ -4,6 +4,8 @@ Measured, not guessed (figures in ``bench/train_speed.py``'s output and the READ
 
 * CPUs with AVX-512 BF16 or AMX run MiniLM training steps about 2x faster under
   bf16 autocast than in fp32; CPUs without them emulate bf16 and gain nothing.
+  For inference on them, weights converted to bf16 once answer 1.4x-1.7x as fast as fp32,
+  where autocast gains nothing (``spanqa.runtime.backends.default_precision``).
 * On CUDA, PyTorch picks its cuDNN attention backend for bf16/fp16 on Hopper, which
   builds an execution plan for every new sequence length; per-batch padding makes
   nearly every batch a new length, and bf16 ran 3x *slower* than fp32 (issue 14's

@@ -26,8 +26,10 @@ class LoadOptions:
     Attributes:
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; None: CUDA when available for PyTorch, the CPU for ONNX.
         backend: ``auto`` (ONNX Runtime for a ``spanqa export`` folder, else PyTorch), ``torch`` or ``onnx``.
-        dtype: PyTorch precision, ``bf16``, ``fp16`` or ``fp32``; None: bf16 on GPUs that support it,
-            else fp32. ONNX models run in the precision they were exported in.
+        dtype: PyTorch precision, ``bf16``, ``fp16`` or ``fp32``; None: bf16 where the hardware computes
+            it natively (GPUs from Ampere on, CPUs with AVX-512 BF16 or AMX), else fp32; evaluation
+            runs fp32 on the CPU (:func:`~spanqa.runtime.backends.evaluation_precision`). ONNX models
+            run in the precision they were exported in.
         batch_size: Windows per forward pass.
 
     Raises:
@@ -39,7 +41,8 @@ class LoadOptions:
         default="auto", metadata={"help": "What runs the model: auto (ONNX Runtime for a `spanqa export` folder, else PyTorch), torch or onnx."}
     )
     dtype: Precision | None = field(
-        default=None, metadata={"help": "PyTorch precision: bf16, fp16 or fp32 (default: bf16 on GPUs that support it, else fp32)."}
+        default=None,
+        metadata={"help": "PyTorch precision: bf16, fp16 or fp32 (default: bf16 on GPUs and CPUs that compute it natively, else fp32; evaluate: fp32 on CPU)."},
     )
     batch_size: int = field(default=32, metadata={"help": "Windows per forward pass."})
 
