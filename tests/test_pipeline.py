@@ -62,7 +62,8 @@ def test_lists_give_one_result_per_input(qa):
     assert _is_answer(by_dicts[1], OTHER)
     many = qa(question=["Where did they play?", "When?"], context=CONTEXT)  # one text, several questions
     assert len(many) == 2 and all(_is_answer(r) for r in many)
-    assert _same(qa([{"question": "Where did they play?", "context": CONTEXT}]), [singles[0]])  # a list of one is still a list
+    assert _same([qa([{"question": "Where did they play?", "context": CONTEXT}])], [singles[0]])  # a list of one gives one result, as in 4.x
+    assert qa(question=[], context=[]) == [] and qa([]) == []  # empty lists: no results, as in 4.x
 
 
 def test_top_k_gives_ranked_lists(qa):
@@ -153,12 +154,7 @@ def test_call_defaults_from_the_constructor(tiny_bert_dir):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(question=5, context=CONTEXT), "question must be a string"),
-        (dict(question="Where?", context=["a", 3]), r"context\[1\] must be a string"),
-        (dict(question="Where?"), "give both question= and context="),
-        (dict(question=["a", "b"], context=["x", "y", "z"]), "differ in length"),
         (dict(question="Where?", context="   "), "context is empty"),
-        (dict(question="Where?", context=CONTEXT, top_k=0), "top_k must be a positive integer"),
         (dict(question="Where?", context=CONTEXT, top_k="3"), "top_k must be a positive integer"),
         (dict(question="Where?", context=CONTEXT, max_answer_len=-1), "max_answer_len must be a positive integer"),
         (dict(question="Where?", context=CONTEXT, doc_stride=-1), "doc_stride must be a non-negative integer"),
@@ -167,6 +163,7 @@ def test_call_defaults_from_the_constructor(tiny_bert_dir):
         (dict(question="Where?", context=CONTEXT, handle_impossible_answer="yes"), "handle_impossible_answer must be True or False"),
         (dict(question="Where?", context=CONTEXT, align_to_words=1), "align_to_words must be True or False"),
         (dict(question="Where?", context=CONTEXT, batch_size=0), "batch_size must be a positive integer"),
+        (dict(question="Where?", context=CONTEXT, scores="4x"), "scores must be one of 'transformers', 'spanqa'"),
         (dict(question="Where?", context=CONTEXT, max_answer_length=3), "unknown question-answering pipeline argument 'max_answer_length'"),
     ],
 )
@@ -175,18 +172,42 @@ def test_wrong_arguments_name_themselves(qa, kwargs, message):
         qa(**kwargs)
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (({"question": "Where?"},), "missing 'context'"),
-        (([{"question": "Where?", "context": CONTEXT}, "text"],), r"inputs\[1\]: expected a dict"),
-        ((42,), "input: expected a dict"),
-        (("a", "b", "c"), "expected one input"),
-    ],
-)
-def test_wrong_inputs_name_themselves(qa, args, message):
-    with pytest.raises(ConfigError, match=message):
-        qa(*args)
+# Every input form transformers 4.57's pipeline refuses, with the kind of error it raised there (probed on
+# 4.57.x: KeyError for a dict without a key, ValueError for the rest). spanqa raises the same kind
+# (PipelineInputError is a ValueError; MissingInputKey also a KeyError), with a message naming the input.
+REFUSED_BY_4X = {
+    "dict without context": (([{"question": "Who?"}],), {}, KeyError, "inputs\\[0\\]: missing 'context'"),
+    "dict without question": (({"context": CONTEXT},), {}, KeyError, "input: missing 'question'"),
+    "dict question None": (({"question": None, "context": CONTEXT},), {}, ValueError, "question'\\] cannot be None"),
+    "dict empty question": (({"question": "", "context": CONTEXT},), {}, ValueError, "question'\\] is empty"),
+    "dict empty context": (({"question": "Who?", "context": ""},), {}, ValueError, "context'\\] is empty"),
+    "list item not a dict": (([{"question": "Who?", "context": CONTEXT}, "text"],), {}, ValueError, "inputs\\[1\\]: expected a dict"),
+    "number": ((42,), {}, ValueError, "got int"),
+    "a string alone": (("Who?",), {}, ValueError, "a string alone is a question without its context"),
+    "three strings": (("a", "b", "c"), {}, ValueError, "inputs\\[0\\]: expected a dict"),
+    "no inputs": ((), {}, ValueError, "no inputs"),
+    "question only": ((), dict(question="Who?"), ValueError, "missing context"),
+    "context only": ((), dict(context=CONTEXT), ValueError, "missing question"),
+    "empty question": ((), dict(question="", context=CONTEXT), ValueError, "question is empty"),
+    "lists of other lengths": ((), dict(question=["Who?", "When?"], context=["Ada wrote it in 1843."]), ValueError, "differ in length \\(2 and 1\\)"),
+    "string question, list of contexts": ((), dict(question="Who?", context=[CONTEXT, OTHER]), ValueError, "got str and list"),
+    "number question": ((), dict(question=5, context=CONTEXT), ValueError, "got int and str"),
+    "tuple of questions": ((), dict(question=("Who?", "When?"), context=CONTEXT), ValueError, "got tuple and str"),
+    "None in the questions": ((), dict(question=["Who?", None], context=CONTEXT), ValueError, "question\\[1\\] cannot be None"),
+    "number in the questions": ((), dict(question=["Who?", 5], context=CONTEXT), ValueError, "question\\[1\\] must be a string"),
+    "number in the contexts": ((), dict(question=["Who?", "When?"], context=[CONTEXT, 3]), ValueError, "context\\[1\\] must be a string"),
+    "top_k 0": ((), dict(question="Who?", context=CONTEXT, top_k=0), ValueError, "top_k must be a positive integer"),
+    "max_answer_len 0": ((), dict(question="Who?", context=CONTEXT, max_answer_len=0), ValueError, "max_answer_len must be a positive integer"),
+    "doc_stride over max_seq_len": ((), dict(question="Who?", context=CONTEXT, doc_stride=500), ValueError, "doc_stride \\(500\\) is larger"),
+}
+
+
+@pytest.mark.parametrize("form", REFUSED_BY_4X)
+def test_every_input_form_4x_refused_is_refused_with_its_kind_of_error(qa, form):
+    args, kwargs, kind, message = REFUSED_BY_4X[form]
+    with pytest.raises(kind, match=message) as raised:
+        qa(*args, **kwargs)
+    assert isinstance(raised.value, ConfigError)  # and spanqa's own kind: one except clause catches every refusal
 
 
 def test_other_tasks_and_mixed_forms_are_refused(tiny_bert_dir, qa):
@@ -202,3 +223,22 @@ def test_num_workers_is_accepted_with_a_warning(qa, caplog):
     with caplog.at_level("WARNING", logger="spanqa"):
         qa(question="Where did they play?", context=CONTEXT, num_workers=4)
     assert "num_workers has no effect" in caplog.text
+
+
+def test_scores_are_4x_numbers_by_default_and_spanqa_probabilities_on_request(qa):
+    """transformers: 4.x's p(start) x p(end) within a window (stages.pipeline_decode); spanqa: the reader's calibrated probability."""
+    as_4x = qa(question="Where did they play?", context=CONTEXT, top_k=3)
+    calibrated = qa(question="Where did they play?", context=CONTEXT, top_k=3, scores="spanqa")
+    assert [(r["start"], r["end"]) for r in as_4x] != [] and all(_is_answer(r) for r in as_4x + calibrated)
+    assert [r["score"] for r in as_4x] != pytest.approx([r["score"] for r in calibrated], abs=1e-3)
+    with_null = qa(question="Where did they play?", context=CONTEXT, top_k=50, scores="spanqa", handle_impossible_answer=True)
+    assert sum(r["score"] for r in with_null) <= 1.0 + 1e-6  # shares of one distribution (spans and "no answer")
+    by_default = pipeline("question-answering", model=qa.reader, scores="spanqa")
+    assert by_default(question="Where did they play?", context=CONTEXT, top_k=3) == calibrated
+
+
+def test_the_model_runs_in_float32_unless_a_dtype_is_given(tiny_bert_dir):
+    """As 4.x loaded models; spanqa's own CPU default elsewhere may be bf16."""
+    assert pipeline("question-answering", model=tiny_bert_dir, device="cpu").reader.backend.dtype == "fp32"
+    halved = pipeline("question-answering", model=tiny_bert_dir, device="cpu", torch_dtype="bfloat16")
+    assert halved.reader.backend.dtype == "bf16"

@@ -12,18 +12,29 @@ The same inputs (keyword strings or lists, a dict, a list of dicts, two position
 SQuAD-example objects) and arguments give the same shapes of output: ``{"score", "start",
 "end", "answer"}``, a list of them for ``top_k > 1``, one result per input for a list.
 
-What differs, on purpose:
+Scores (``scores=``, per pipeline or per call):
 
-* ``score`` is the probability of the answer among all of the question's candidate spans and
-  "no answer", over every window of a long context (4.x multiplied start and end probabilities
-  within one window, so scores from different windows could not be compared and the best answer
-  of a long text could lose to a worse one from a window with fewer candidates).
-* Windows are length-sorted and padded per batch, and the span search is exact (4.x: top-k of
-  an outer product per window); the answers are the same but for those two causes.
+* ``"transformers"`` (the default): 4.x's answers and numbers (:mod:`spanqa.stages.pipeline_decode`):
+  each window normalised on its own, ``score = p(start) x p(end)``, and the scores of spans with the
+  same text (case-insensitive) added up. Code that thresholded 4.x's scores keeps working.
+* ``"spanqa"``: spanqa's calibrated scores, what ``spanqa ask``, ``predict`` and the server give: the
+  probability of the answer among all of the question's candidate spans and "no answer", over every
+  window of a long context, so scores of different windows and questions compare (4.x's could not:
+  the best answer of a long text could lose to a worse one from a window with fewer candidates).
+
+What differs from 4.x, on purpose:
+
+* The model runs in float32 unless ``torch_dtype``/``dtype`` says otherwise, as 4.x loaded it
+  (spanqa's own default elsewhere is bf16 where the hardware computes it natively).
 * Without ``max_answer_len``, ``doc_stride``, ``max_seq_len`` or ``max_question_len`` the 4.x
   defaults apply (:data:`PIPELINE_DEFAULTS`), not the model's ``spanqa.json``; without
-  ``handle_impossible_answer`` "no answer" is never returned, as in 4.x.
+  ``handle_impossible_answer`` "no answer" is never returned, as in 4.x. A question over
+  ``max_question_len`` tokens is cut to it (4.x's fast-tokenizer path ignored the limit).
+* Inputs 4.x refused are refused with the same kind of error (ValueError; KeyError for a dict
+  without ``question`` or ``context``), with a message that says what was expected. A blank (only
+  whitespace) question or context is refused too, where 4.x answered from nothing.
 * ``num_workers`` has no effect (batches are built in-process); it is accepted with a warning.
+* Questions asked of an ``index`` (no context) are always answered with spanqa's scores.
 """
 
 from __future__ import annotations
@@ -34,11 +45,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from spanqa.core.config import DEFAULTS, SpanQAConfig
 from spanqa.core.errors import ConfigError, did_you_mean
 from spanqa.reading.options import AnswerOptions
 from spanqa.reading.reader import QARequest, Reader, ReaderResult
 from spanqa.runtime.backends import BackendName, Precision
+from spanqa.stages.data import QAExample
+from spanqa.stages.pipeline_decode import PipelineRule, WindowScores, pipeline_answers
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -48,7 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from spanqa.reading.indexed import SourcedAnswer
     from spanqa.stages.decode import Span
 
-__all__ = ["pipeline", "QuestionAnsweringPipeline", "PIPELINE_DEFAULTS"]
+__all__ = ["pipeline", "QuestionAnsweringPipeline", "PIPELINE_DEFAULTS", "SCORES", "PipelineInputError", "MissingInputKey"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +80,30 @@ PIPELINE_DEFAULTS: dict[str, Any] = {
 }
 """The 4.x pipeline's defaults, used where a call does not give the argument."""
 
+SCORES = ("transformers", "spanqa")
+"""``scores=``: 4.x's per-window numbers (the default) or spanqa's calibrated ones (see the module's notes)."""
+
+CHUNK = 256
+"""Questions read at a time: windows and logits of one chunk are held in memory, not those of a whole list."""
+
+
+class PipelineInputError(ConfigError):
+    """An input the pipeline cannot read (a ValueError, as 4.x raised)."""
+
+
+class MissingInputKey(PipelineInputError, KeyError):
+    """A dict input without ``question`` or ``context`` (also a KeyError, as 4.x raised)."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; the message reads better as it is
+        return str(self.args[0]) if self.args else ""
+
 # A 4.x argument -> the spanqa setting it becomes (None: handled by the pipeline itself).
 _SETTINGS = {
     "doc_stride": "stride",
     "max_seq_len": "max_length",
     "max_question_len": "max_question_tokens",
 }
-_CALL_ARGUMENTS = frozenset(PIPELINE_DEFAULTS) | {"batch_size", "num_workers", "topk"}
+_CALL_ARGUMENTS = frozenset(PIPELINE_DEFAULTS) | {"batch_size", "num_workers", "topk", "scores"}
 
 
 def pipeline(
@@ -111,7 +143,7 @@ class QuestionAnsweringPipeline:
         device: ``-1``/``"cpu"``, a GPU index, ``"cuda:1"``, ``"mps"`` or a ``torch.device``.
         batch_size: Windows per forward pass.
         backend: ``auto``, ``torch`` or ``onnx``.
-        dtype: PyTorch precision.
+        dtype: PyTorch precision (default ``fp32``, as 4.x loaded models; 4.x's ``torch_dtype`` sets it too).
         index: A ``spanqa index`` folder or loaded index, for questions asked without a context.
         passages: With ``index``: passages read per question.
         **call_defaults: Defaults for every call (``top_k``, ``max_answer_len``, ...).
@@ -139,8 +171,8 @@ class QuestionAnsweringPipeline:
         if isinstance(passages, bool) or not isinstance(passages, int) or passages < 1:
             raise ConfigError(f"passages must be a positive integer, got {passages!r}")
         self.passages = passages
-        self.reader = _reader(model, tokenizer, _device(device), batch_size, backend, dtype)
-        self._defaults = {**PIPELINE_DEFAULTS, **self._arguments(call_defaults)}
+        self.reader = _reader(model, tokenizer, _device(device), batch_size, backend, dtype or "fp32")  # float32, as 4.x loaded models
+        self._defaults = {**PIPELINE_DEFAULTS, "scores": "transformers", **self._arguments(call_defaults)}
 
     @property
     def model(self) -> Any:
@@ -175,10 +207,16 @@ class QuestionAnsweringPipeline:
             return self._from_index(self.index, kwargs)
         inputs, single = _inputs(args, kwargs)
         settings = {**self._defaults, **self._arguments(kwargs)}
+        if settings["doc_stride"] > settings["max_seq_len"]:
+            raise ConfigError(f"doc_stride ({settings['doc_stride']}) is larger than max_seq_len ({settings['max_seq_len']})")
         reader = self._configured_reader(settings)
-        options = _answer_options(settings)
-        requests = [QARequest(question, context, options=options) for question, context in inputs]
-        results = [_answers(result, options) for result in reader.answer_batch(requests)]
+        if settings["scores"] == "transformers":
+            rule = PipelineRule(settings["top_k"], settings["max_answer_len"], settings["handle_impossible_answer"], settings["align_to_words"])
+            results = [_shaped(answers) for answers in _answers_as_4x(reader, inputs, rule)]
+        else:
+            options = _answer_options(settings)
+            requests = [QARequest(question, context, options=options) for question, context in inputs]
+            results = [_answers(result, options) for result in reader.answer_batch(requests)] if requests else []
         return results[0] if single else results
 
     def _configured_reader(self, settings: Mapping[str, Any]) -> Reader:
@@ -219,6 +257,10 @@ class QuestionAnsweringPipeline:
 
 def _checked(name: str, value: Any) -> Any:
     """``value`` if it has the type the 4.x argument ``name`` takes, else a ConfigError naming it."""
+    if name == "scores":
+        if value not in SCORES:
+            raise ConfigError(f"scores must be one of {', '.join(map(repr, SCORES))}, got {value!r}{did_you_mean(str(value), SCORES)}")
+        return value
     if name in ("handle_impossible_answer", "align_to_words"):
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be True or False, got {value!r}")
@@ -232,62 +274,117 @@ def _checked(name: str, value: Any) -> Any:
 
 
 def _inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[tuple[str, str]], bool]:
-    """(question, context) pairs from any 4.x call form, and whether a single result is wanted."""
+    """(question, context) pairs from any 4.x call form, and whether one result (not a list) is wanted.
+
+    As 4.x's argument handler: a list of one input gives one result; an empty list gives an empty list;
+    what it refused is refused, with the same kind of error (:class:`PipelineInputError`, a ValueError;
+    :class:`MissingInputKey`, also a KeyError, for a dict without ``question`` or ``context``).
+    """
     legacy = [kwargs.pop(name) for name in ("X", "data") if name in kwargs]
     has_keywords = "question" in kwargs or "context" in kwargs
     if sum(map(bool, (args, legacy, has_keywords))) > 1:
-        raise ConfigError("give the inputs one way: positionally, as question=/context=, or as X=/data=")
+        raise PipelineInputError("give the inputs one way: positionally, as question=/context=, or as X=/data=")
     if has_keywords:
         return _from_keywords(kwargs.pop("question", None), kwargs.pop("context", None))
-    if legacy:
-        args = (legacy[0],)
+    if not args and not legacy:
+        raise PipelineInputError("no inputs: give question= and context= (or a dict, or a list of dicts)")
     if len(args) == 2 and all(isinstance(a, str) for a in args):
         return [(_text(args[0], "question"), _text(args[1], "context"))], True
-    if len(args) != 1:
-        raise ConfigError(f"expected one input (a dict, a list of dicts) or question=/context=, got {len(args)} positional arguments")
-    item = args[0]
-    if isinstance(item, (list, tuple)):
-        return [_pair(entry, f"inputs[{i}]") for i, entry in enumerate(item)], False
-    return [_pair(item, "input")], True
+    item = legacy[0] if legacy else args[0] if len(args) == 1 else list(args)
+    if isinstance(item, Mapping) or _is_squad_example(item):
+        return [_pair(item, "input")], True
+    if not isinstance(item, (list, tuple)):
+        kind = "a string alone is a question without its context" if isinstance(item, str) else f"got {type(item).__name__}"
+        raise PipelineInputError(f"expected a dict with 'question' and 'context', a list of them, or question=/context= ({kind})")
+    pairs = [_pair(entry, f"inputs[{i}]") for i, entry in enumerate(item)]
+    return pairs, len(pairs) == 1
 
 
 def _from_keywords(question: Any, context: Any) -> tuple[list[tuple[str, str]], bool]:
+    """4.x's keyword forms: two strings; a list of questions about one context; two lists of one length."""
     if question is None or context is None:
-        raise ConfigError(f"give both question= and context= (missing {'question' if question is None else 'context'})")
+        raise PipelineInputError(f"give both question= and context= (missing {'question' if question is None else 'context'})")
     if isinstance(question, str) and isinstance(context, str):
         return [(_text(question, "question"), _text(context, "context"))], True
-    questions = [_text(question, "question")] if isinstance(question, str) else _texts(question, "question")
-    contexts = [_text(context, "context")] if isinstance(context, str) else _texts(context, "context")
-    if len(contexts) == 1 and len(questions) > 1:
-        contexts = contexts * len(questions)  # several questions about one text, as 4.x allowed
-    if len(questions) != len(contexts):
-        raise ConfigError(f"question and context lists differ in length ({len(questions)} and {len(contexts)})")
-    return list(zip(questions, contexts)), False
+    if isinstance(question, list) and isinstance(context, str):
+        pairs = [(_text(q, f"question[{i}]"), _text(context, "context")) for i, q in enumerate(question)]
+    elif isinstance(question, list) and isinstance(context, list):
+        if len(question) != len(context):
+            raise PipelineInputError(
+                f"question and context lists differ in length ({len(question)} and {len(context)}); "
+                "for several questions about one text give context= a string"
+            )
+        pairs = [(_text(q, f"question[{i}]"), _text(c, f"context[{i}]")) for i, (q, c) in enumerate(zip(question, context))]
+    else:
+        raise PipelineInputError(
+            f"question= and context= must be two strings, a list of questions and one context string, or two lists "
+            f"of one length; got {type(question).__name__} and {type(context).__name__}"
+        )
+    return pairs, len(pairs) == 1
+
+
+def _texts(value: Any, name: str) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise PipelineInputError(f"{name} must be a string or a non-empty list of strings, got {type(value).__name__}")
+    return [_text(v, f"{name}[{i}]") for i, v in enumerate(value)]
+
+
+def _is_squad_example(item: Any) -> bool:
+    return hasattr(item, "question_text") and hasattr(item, "context_text")
 
 
 def _pair(item: Any, where: str) -> tuple[str, str]:
     if isinstance(item, Mapping):
         missing = [key for key in ("question", "context") if key not in item]
         if missing:
-            raise ConfigError(f"{where}: missing {' and '.join(repr(m) for m in missing)} (expected {{'question': ..., 'context': ...}})")
+            raise MissingInputKey(f"{where}: missing {' and '.join(repr(m) for m in missing)} (expected {{'question': ..., 'context': ...}})")
         return _text(item["question"], f"{where}['question']"), _text(item["context"], f"{where}['context']")
-    if hasattr(item, "question_text") and hasattr(item, "context_text"):  # a SquadExample
+    if _is_squad_example(item):  # a SquadExample
         return _text(item.question_text, f"{where}.question_text"), _text(item.context_text, f"{where}.context_text")
-    raise ConfigError(f"{where}: expected a dict with 'question' and 'context', got {type(item).__name__}")
-
-
-def _texts(value: Any, name: str) -> list[str]:
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"{name} must be a string or a non-empty list of strings, got {type(value).__name__}")
-    return [_text(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    raise PipelineInputError(f"{where}: expected a dict with 'question' and 'context', got {type(item).__name__}")
 
 
 def _text(value: Any, name: str) -> str:
+    if value is None:
+        raise PipelineInputError(f"{name} cannot be None")
     if not isinstance(value, str):
-        raise ConfigError(f"{name} must be a string, got {type(value).__name__}")
+        raise PipelineInputError(f"{name} must be a string, got {type(value).__name__}")
     if not value.strip():
-        raise ConfigError(f"{name} is empty")
+        raise PipelineInputError(f"{name} is empty")
     return value
+
+
+def _answers_as_4x(reader: Reader, pairs: list[tuple[str, str]], rule: PipelineRule) -> list[list[dict[str, Any]]]:
+    """Each question's answers as 4.x gave them: the reader's windows and logits, decided by 4.x's rule.
+
+    Args:
+        reader: The model, with this call's window and batch settings.
+        pairs: (question, context) pairs.
+        rule: 4.x's postprocessing arguments.
+    """
+    out: list[list[dict[str, Any]]] = []
+    cls_id = reader.tokenizer.cls_token_id
+    for lo in range(0, len(pairs), CHUNK):
+        examples = [QAExample(id=str(lo + i), question=q, context=c) for i, (q, c) in enumerate(pairs[lo : lo + CHUNK])]
+        features = reader.features(examples, word_edges=rule.align_to_words)
+        logits: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for rows, start, end in reader.logits(features):
+            logits.update((int(row), (start[j], end[j])) for j, row in enumerate(rows))
+        windows: list[list[WindowScores]] = [[] for _ in examples]
+        for i, length in enumerate(features.lengths.tolist()):
+            ids = np.asarray(features.input_ids[i])
+            context_tokens = features.offsets[i, :length, 0] >= 0
+            start, end = logits[i]
+            edges = None if features.word_edges is None else features.word_edges[i, :length]
+            allowed = context_tokens | (ids == cls_id) if cls_id is not None else context_tokens
+            windows[features.example_index[i]].append(WindowScores(start[:length], end[:length], allowed, features.offsets[i, :length], edges))
+        out.extend(pipeline_answers(example.context, example_windows, rule) for example, example_windows in zip(examples, windows))
+    return out
+
+
+def _shaped(answers: list[dict[str, Any]]) -> dict[str, Any] | list[dict[str, Any]]:
+    """4.x's result for one question: the answer itself when there is one, else the list (empty or ranked)."""
+    return answers[0] if len(answers) == 1 else answers
 
 
 def _answer_options(settings: Mapping[str, Any]) -> AnswerOptions:
