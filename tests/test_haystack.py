@@ -78,7 +78,8 @@ def test_pipeline_with_retriever_answers_end_to_end(tiny_bert_dir, reader):
     assert sum(a.score for a in answers) <= 1.0 + 1e-6
 
     # The same answers as spanqa's own reader over the retrieved texts.
-    direct = reader(QUERY, documents=[d.content for d in retrieved], top_k=3)
+    # (the component's own model: loaded in the CPU's default precision, where the fixture's reader is fp32)
+    direct = pipe.get_component("reader")._reader(QUERY, documents=[d.content for d in retrieved], top_k=3)
     assert [(a.data, a.document_offset.start, a.document_offset.end) for a in found] == [(s.text, s.start, s.end) for s in direct.answers]  # type: ignore[union-attr]
     assert [a.score for a in found] == pytest.approx([s.score for s in direct.answers])
     assert [a.document for a in found] == [retrieved[s.document] for s in direct.answers]

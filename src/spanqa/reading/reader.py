@@ -304,29 +304,48 @@ class Reader:
         weight = self.config.retrieval_weight if retrieval_weight is None else retrieval_weight
         read = list(texts[: len(request.texts)])
         offsets = passage_offsets([prediction.null_score for prediction in read], request.document_scores, weight)
+        n_best = self.config.n_best
         pool = sorted(
-            ((span.logit + offsets[d], span, d) for d, prediction in enumerate(read) for span in prediction.candidates), key=lambda item: -item[0]
+            ((span.logit + offsets[d], span, d, rank < n_best) for d, prediction in enumerate(read) for rank, span in enumerate(prediction.candidates)),
+            key=lambda item: -item[0],
         )
         handle = bool(options.handle_impossible)
-        probs, null_probability = answer_scores([score for score, _, _ in pool], 0.0, self.config.temperature, with_null=handle)
-        answers = _top_answers(pool, probs, options, single=request.context is not None)
+        # Scores are shares of each text's n_best best candidates (and "no answer"), whatever the top_k: the extra
+        # candidates gathered to fill a top-k list past overlapping ones get their share of the same total.
+        probs, null_probability = answer_scores(
+            [score for score, *_ in pool], 0.0, self.config.temperature, with_null=handle, normalizing=np.array([scored for *_, scored in pool], dtype=bool)
+        )
+        answers, overlapping = _top_answers(pool, probs, options, single=request.context is not None)
         best = pool[0][0] if pool else -np.inf
         impossible = not answers or (handle and abstains(0.0, best, self.config.null_threshold))
         shown_threshold = no_answer_threshold(self.config.null_threshold, self.config.temperature) if handle else 1.0
-        return ReaderResult(request.question, answers, null_probability, bool(impossible), request.id, shown_threshold)
+        note = _fewer_note(len(answers), overlapping, options) if len(answers) < options.top_k and overlapping else None
+        return ReaderResult(request.question, answers, float(null_probability), bool(impossible), request.id, shown_threshold, note)
 
 
-def _top_answers(pool: list[tuple[float, Span, int]], probs: np.ndarray, options: AnswerOptions, single: bool) -> list[Span]:
-    """The ``top_k`` best of ``pool`` (best first) above the score threshold, none overlapping a better one of its text."""
+def _top_answers(pool: list[tuple[float, Span, int, bool]], probs: np.ndarray, options: AnswerOptions, single: bool) -> tuple[list[Span], int]:
+    """The ``top_k`` best of ``pool`` (best first) above the score threshold, none overlapping a better one of its text;
+    and how many candidates above the threshold were passed over for overlapping one."""
     answers: list[Span] = []
-    for i, (_, span, d) in enumerate(pool):
+    overlapping = 0
+    for i, (_, span, d, _) in enumerate(pool):
         if len(answers) == options.top_k or probs[i] < (options.score_threshold or 0.0):
             break  # best first: every later one scores lower
         document = None if single else d
         if any(a.document == document and _overlap(a, span) > (options.overlap_threshold or 0.0) for a in answers):
+            overlapping += 1
             continue  # the same answer again, or most of it: the better-scored one stands for both
         answers.append(replace(span, score=float(probs[i]), document=document))
-    return answers
+    return answers, overlapping
+
+
+def _fewer_note(kept: int, overlapping: int, options: AnswerOptions) -> str:
+    """Why a top-k list is shorter than asked: the other candidates overlap the answers kept."""
+    threshold = options.overlap_threshold or 0.0
+    return (
+        f"{kept} of {options.top_k} answers: the other {overlapping} candidates overlap these by more than "
+        f"{threshold:.0%} (overlap_threshold {threshold:g}; 1 keeps them)"
+    )
 
 
 def _overlap(a: Span, b: Span) -> float:

@@ -38,6 +38,8 @@ class ReaderResult:
     is_impossible: bool
     id: str | None = None
     no_answer_threshold: float = 1.0
+    note: str | None = None
+    """Why fewer answers than ``top_k`` came back, when candidates overlapping the kept ones were dropped."""
 
     @property
     def answer(self) -> Span | None:
@@ -59,6 +61,7 @@ class ReaderResult:
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON: the decided answer's fields, the no-answer score and rule, and every answer."""
         best = self.answer
+        note = {"note": self.note} if self.note else {}  # only when a top-k list came back short
         return {
             "id": self.id,
             "question": self.question,
@@ -71,6 +74,7 @@ class ReaderResult:
             "no_answer_score": self.no_answer_score,
             "no_answer_threshold": self.no_answer_threshold,
             "answers": [{"text": a.text, "start": a.start, "end": a.end, "score": a.score, "document": a.document} for a in self.answers],
+            **note,
         }
 
 

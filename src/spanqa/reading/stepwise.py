@@ -69,13 +69,17 @@ def decode_config_for(options: AnswerOptions, base: DecodeConfig) -> DecodeConfi
     """The span search one request needs, from its own (filled) options alone.
 
     Overlapping candidates are dropped from the top-k lists, so more are gathered
-    than ``top_k`` when overlaps are filtered.
+    than ``top_k`` when overlaps are filtered (scores stay those of the model's ``n_best``
+    candidates: see :meth:`~spanqa.reading.reader.Reader.rank`).
 
     Args:
         options: The request's options, filled from the model's settings.
         base: The model's decoding settings.
     """
-    wanted = options.top_k if options.overlap_threshold == 1.0 else 4 * options.top_k
+    filtered = options.top_k > 1 and options.overlap_threshold != 1.0
+    # Overlapping candidates are dropped from top-k lists, and the best ones of a text often all share its best
+    # start (every end of "Jane Austen wrote ..."): a pool of top_k x the longest answer holds k apart if the text has them.
+    wanted = options.top_k * max(options.max_answer_length or 0, base.max_answer_length) if filtered else options.top_k
     return DecodeConfig(
         n_best=max(base.n_best, wanted),
         max_answer_length=max(options.max_answer_length or 0, base.max_answer_length),

@@ -111,9 +111,24 @@ class QADataset:
     answers_repaired: int = 0
     examples_skipped: int = 0
     policy: str = "repair"
+    suspected_marker: str | None = None
+    """An answer text that many rows give and no context holds (``NONE``, ``N/A``, ``-``): probably a
+    "no answer" marker the data was not loaded with (see :meth:`marker_hint`)."""
+    suspected_marker_rows: int = 0
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def marker_hint(self) -> str | None:
+        """What to do about :attr:`suspected_marker`, in the CLI's and the Python API's spelling; None without one."""
+        if self.suspected_marker is None:
+            return None
+        marker = self.suspected_marker
+        quoted = marker if re.fullmatch(r"[\w./-]+", marker) else "'" + marker.replace("'", "'\\''") + "'"
+        return (
+            f"{self.source}: {self.suspected_marker_rows} answers are {marker!r}, found in no context, and were skipped; "
+            f"if {marker!r} means \"no answer\", give --no-answer-marker {quoted} (Python: no_answer_marker={marker!r})"
+        )
 
     def __iter__(self) -> Iterator[QAExample]:
         return iter(self.examples)
@@ -336,6 +351,7 @@ def load_examples(
     on_mismatch: MismatchPolicy = "repair",
     split: str | None = None,
     require_answers: bool = True,
+    no_answer_marker: str | None = None,
 ) -> QADataset:
     """Load and validate a dataset from a file or a hub name.
 
@@ -364,6 +380,9 @@ def load_examples(
         split: Split of a hub dataset (also settable as ``NAME:SPLIT``).
         require_answers: Whether gold answers matter: an answer column must exist and a
             malformed answer is an error (False for prediction input: both are tolerated).
+        no_answer_marker: Answer text that means "no answer" (``--no-answer-marker``; joins ``columns``).
+            Without one, when most answers found in no context are one short text, a warning
+            suggests it (:meth:`QADataset.marker_hint`).
 
     Raises:
         DataError: the file is missing, unreadable or malformed; the message names file, row and field.
@@ -374,6 +393,8 @@ def load_examples(
             f"choose one of {', '.join(MISMATCH_POLICIES)}"
         )
     mapping = columns if isinstance(columns, ColumnMapping) else ColumnMapping.from_mapping(columns)
+    if no_answer_marker:
+        mapping = replace(mapping, no_answer_marker=no_answer_marker)
     path = Path(source)
     version_hint: str | None = None
     if path.exists():
@@ -404,6 +425,9 @@ def load_examples(
             dataset.examples_skipped,
             first,
         )
+    hint = dataset.marker_hint()
+    if hint:
+        logger.warning("%s", hint)
     return dataset
 
 
@@ -931,6 +955,7 @@ def _validate(rows: list[_RawRow], source: str, policy: str, require_answers: bo
     seen: dict[str, str] = {}
     ignored: list[DataProblem] = []  # questions kept without their malformed gold answers
     checked = mismatched = repaired = skipped = 0
+    unfound: dict[str, int] = {}  # answer texts that no part of their context holds, for the marker hint
     any_impossible = False
     for row in rows:
         for role in ("question", "context"):
@@ -959,6 +984,8 @@ def _validate(rows: list[_RawRow], source: str, policy: str, require_answers: bo
             repaired += was_repaired
             if answer is not None:
                 answers.append(answer)
+            elif text.strip() and text.strip() not in context:
+                unfound[text.strip()] = unfound.get(text.strip(), 0) + 1
         # Without usable answers a training or scoring example is worthless, but a question
         # to predict on still stands (it then carries no gold answers).
         if gold.texts and not answers and require_answers:
@@ -971,9 +998,11 @@ def _validate(rows: list[_RawRow], source: str, policy: str, require_answers: bo
             "%s: malformed gold answers ignored for %d of %d questions (answers are not needed here). First: %s",
             source, len(ignored), len(rows), ignored[0],
         )
+    marker, marker_rows = _suspected_marker(unfound) if require_answers else (None, 0)  # predict keeps such rows
     if not examples:
         if rows:
-            raise DataError(f"{source}: no usable examples ({skipped} skipped because their answers disagree with their offsets)")
+            hint = f"; {marker_rows} answers are {marker!r}: if that means \"no answer\", give --no-answer-marker" if marker else ""
+            raise DataError(f"{source}: no usable examples ({skipped} skipped because their answers disagree with their offsets){hint}")
         raise DataError(f"{source}: contains no examples")
     return QADataset(
         examples=examples,
@@ -985,7 +1014,24 @@ def _validate(rows: list[_RawRow], source: str, policy: str, require_answers: bo
         answers_repaired=repaired,
         examples_skipped=skipped,
         policy=policy,
+        suspected_marker=marker,
+        suspected_marker_rows=marker_rows,
     )
+
+
+MARKER_MIN_ROWS = 3
+"""Rows that must give one unfound answer text before it is called a likely "no answer" marker."""
+
+
+def _suspected_marker(unfound: dict[str, int]) -> tuple[str | None, int]:
+    """The answer text most rows give that no context holds, if it is short, at least
+    :data:`MARKER_MIN_ROWS` rows give it and it is at least half of all such answers (a marker, not typos)."""
+    if not unfound:
+        return None, 0
+    text, rows = max(unfound.items(), key=lambda item: item[1])
+    if rows >= MARKER_MIN_ROWS and 2 * rows >= sum(unfound.values()) and len(text) <= 32:
+        return text, rows
+    return None, 0
 
 
 def _check_answer(context: str, text: str, start: int | None, end: int | None, policy: str) -> tuple[Answer | None, str | None, bool]:

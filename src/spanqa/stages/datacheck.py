@@ -38,6 +38,7 @@ class DataSummary:
     answer_tokens: dict[str, float] = field(default_factory=dict)
     contexts_longer_than_window: int = 0
     window_max_length: int = 0
+    marker_hint: str | None = None
 
     @property
     def unanswerable_share(self) -> float:
@@ -70,6 +71,8 @@ class DataSummary:
             f"  answers checked against offsets: {self.answers_checked}; disagreeing: {self.answers_mismatched} "
             f"(policy {self.policy!r}: {self.answers_repaired} repaired, {self.examples_skipped} examples skipped)"
         )
+        if self.marker_hint:
+            out.append(f"  hint: {self.marker_hint.split(': ', 1)[1]}")
         out.extend(_listed(self.problems, max_problems))
         if self.answers_inside_words:
             out.append(
@@ -163,6 +166,7 @@ def summarize(
         policy=dataset.policy,
         problems=[str(p) for p in dataset.problems],
         answers_inside_words=answers_inside_words(examples),
+        marker_hint=dataset.marker_hint(),
     )
     if tokenizer is not None:
         contexts = list(dict.fromkeys(ex.context for ex in examples))

@@ -88,7 +88,11 @@ def no_answer_threshold(null_threshold: float, temperature: float = 1.0) -> floa
 
 
 def answer_scores(
-    span_logits: Sequence[float] | np.ndarray, null_score: float | np.ndarray, temperature: float = 1.0, with_null: bool = True
+    span_logits: Sequence[float] | np.ndarray,
+    null_score: float | np.ndarray,
+    temperature: float = 1.0,
+    with_null: bool = True,
+    normalizing: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Any]:
     """The probabilities users see: each span's and "no answer"'s; they sum to 1 over all spans.
 
@@ -101,12 +105,26 @@ def answer_scores(
         null_score: Its null logit (one per row).
         temperature: The calibration temperature.
         with_null: Whether "no answer" is possible.
+        normalizing: Which spans share the probability (default: all); the others (one question
+            only) get a share of the same total, so that adding candidates changes no score.
     """
     logits = np.asarray(span_logits, dtype=np.float64)
-    spans = normalize_scores(logits, temperature)
+    if normalizing is not None and not normalizing.all():
+        spans = _shares_of(logits, normalizing, temperature)
+    else:
+        spans = normalize_scores(logits, temperature)
     best = logits.max(axis=-1) if logits.shape[-1] else np.full(logits.shape[:-1], -np.inf)
     null = no_answer_probability(null_score, best, temperature) if with_null else np.zeros_like(best)[()]
     return spans * (1.0 - np.asarray(null))[..., None], null
+
+
+def _shares_of(logits: np.ndarray, normalizing: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax of one question's ``logits`` with the total of the ``normalizing`` ones only."""
+    values = logits / temperature
+    top = values[normalizing].max() if normalizing.any() else values.max()
+    weights = np.exp(values - top)
+    total = weights[normalizing].sum()
+    return weights / total if total > 0 else np.zeros_like(weights)
 
 
 def passage_offsets(null_scores: Sequence[float], retrieval_scores: Sequence[float] | None = None, retrieval_weight: float = 0.0) -> np.ndarray:
