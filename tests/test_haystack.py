@@ -208,14 +208,14 @@ def test_to_dict_from_dict_round_trip(tiny_bert_dir):
 
 @pytest.mark.parametrize(
     ("stand_in", "message"),
-    [(None, "which is not installed: pip install 'spanqa[haystack]'"), (types.ModuleType("haystack"), "installed `haystack` is another")],
+    [(None, 'which is not installed: pip install "spanqa[haystack]"'), (types.ModuleType("haystack"), "installed `haystack` is another")],
 )
 def test_import_without_haystack_says_how_to_install(monkeypatch, stand_in, message):
     # None in sys.modules makes `import haystack` fail as if it were not installed; an empty module
     # stands for farm-haystack 1.x, which installs a `haystack` without the 3.x names.
     monkeypatch.setitem(sys.modules, "haystack", stand_in)
     monkeypatch.delitem(sys.modules, "spanqa.integrations.haystack")  # restored after the test
-    with pytest.raises(ImportError, match="pip install 'spanqa\\[haystack\\]'") as caught:
+    with pytest.raises(ImportError, match='pip install "spanqa\\[haystack\\]"') as caught:
         importlib.import_module("spanqa.integrations.haystack")
     assert message in str(caught.value)
 
@@ -227,4 +227,4 @@ def test_spanqa_imports_without_haystack():
         "try:\n    import spanqa.integrations.haystack\nexcept ImportError as e:\n    print(e)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert "pip install 'spanqa[haystack]'" in done.stdout
+    assert 'pip install "spanqa[haystack]"' in done.stdout  # the README's spelling

@@ -20,7 +20,7 @@ reader names its module: ``Pipeline.loads(text, allowed_modules=["spanqa.integra
 
 The answers are spanqa's: overlapping windows over long documents, one softmax over every
 candidate of every document and "no answer", and the settings the model was evaluated with
-(its ``spanqa.json``). Needs ``pip install 'spanqa[haystack]'`` (haystack-ai 3.x).
+(its ``spanqa.json``). Needs ``pip install "spanqa[haystack]"`` (haystack-ai 3.x).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from spanqa.reading.reader import Reader
 from spanqa.runtime.backends import BackendName
 from spanqa.stages.decode import Span
 
-_INSTALL = "pip install 'spanqa[haystack]'"
+_INSTALL = 'pip install "spanqa[haystack]"'  # the README's spelling
 
 try:
     from haystack import Document, ExtractedAnswer, component, default_from_dict, default_to_dict

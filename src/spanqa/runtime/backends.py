@@ -52,7 +52,7 @@ ONNX_FILE = "model.onnx"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 """The inputs an extractive-QA encoder may take, in the order the ONNX export declares them."""
 
-ONNX_INSTALL_HINT = "pip install 'spanqa[onnx]'"
+ONNX_INSTALL_HINT = 'pip install "spanqa[onnx]"'  # the README's spelling
 
 
 @runtime_checkable

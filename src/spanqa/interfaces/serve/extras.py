@@ -17,4 +17,4 @@ class MissingDependencyError(SpanQAError, ImportError):
         Args:
             err: The import error (its message names the missing package).
         """
-        return cls(f"serving needs fastapi, uvicorn, pydantic-settings and prometheus-client: pip install 'spanqa[serve]' ({err})")
+        return cls(f'serving needs fastapi, uvicorn, pydantic-settings and prometheus-client: pip install "spanqa[serve]" ({err})')
