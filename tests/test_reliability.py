@@ -424,7 +424,7 @@ def test_harness_findings(tiny_bert_dir, sample_dev, tmp_path):
     assert head.read_text() == "mine"
     line = one_error(run("predict", tiny_bert_dir, sample_dev, "-o", tmp_path / "p.jsonl", "--top-k", "-1"))
     assert line.startswith("error: top_k must be a positive integer")  # before any progress bar
-    assert run("serve", tiny_bert_dir, "--port", "70000").exit_code == 2  # the option's own range check, no traceback
+    assert "'--port'" in one_error(run("serve", tiny_bert_dir, "--port", "70000"))  # the option's own range check, no traceback
 
 
 def test_a_checkpoint_state_that_is_not_an_object_is_skipped(tmp_path):

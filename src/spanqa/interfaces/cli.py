@@ -7,14 +7,16 @@ A mistake the user can fix (a :class:`~spanqa.core.errors.SpanQAError`) prints o
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from spanqa.core.config import DEFAULTS
 from spanqa.core.errors import ConfigError, DataError, SpanQAError
@@ -25,14 +27,88 @@ __all__ = ["app", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-app = typer.Typer(
+# click's exceptions as typer raises them (recent typer ships its own copy of click), found through a public name.
+_click_errors: Any = importlib.import_module(typer.BadParameter.__module__)
+
+
+class _Command(TyperCommand):
+    """A command whose ``--help`` is plain text wrapped to the terminal (at most 80 columns): an option's
+    name is never cut, and the options of each ``rich_help_panel`` form a section of their own."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            default = "Arguments" if param.param_type_name == "argument" else "Options"
+            sections.setdefault(getattr(param, "rich_help_panel", None) or default, []).append(record)
+        for title, records in sections.items():
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+class _Group(TyperGroup):
+    """The ``spanqa`` group: a usage mistake, also one click's parser finds (an unknown option, a value out
+    of range, a missing argument), is one ``error: ...`` line on stderr and exit status 1, like every
+    other error of the command line; ``spanqa`` alone prints the help, status 0."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        run = functools.partial(super().main, args, prog_name, complete_var, windows_expand_args=windows_expand_args, **extra)
+        if not standalone_mode:  # the caller handles click's exceptions itself
+            return run(standalone_mode=False)
+        try:
+            status = run(standalone_mode=False)
+        except _click_errors.NoArgsIsHelpError as err:  # `spanqa` or `spanqa data` alone: the help is the answer
+            typer.echo(err.format_message())
+            sys.exit(0)
+        except _click_errors.ClickException as err:
+            typer.echo(f"error: {_usage_error_line(err)}", err=True)
+            sys.exit(1)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(status if isinstance(status, int) else 0)  # an int is typer.Exit's status
+
+
+def _usage_error_line(err: Any) -> str:
+    """click's message of ``err`` on one line, first letter lowercased as spanqa's own errors are, with where to look."""
+    message = " ".join(str(err.format_message()).split())
+    if message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    ctx = getattr(err, "ctx", None)
+    if isinstance(err, _click_errors.UsageError) and ctx is not None:
+        message = f"{message.removesuffix('.')}; see {ctx.command_path} --help"
+    return message
+
+
+class _Typer(typer.Typer):
+    """Typer whose commands are :class:`_Command` unless they say otherwise."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _Typer(
     name="spanqa",
     help="Fine-tune, evaluate and serve extractive question-answering models.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    cls=_Group,
 )
-data_app = typer.Typer(help="Inspect and convert QA datasets.", no_args_is_help=True)
+data_app = _Typer(help="Inspect and convert QA datasets.", no_args_is_help=True, rich_markup_mode=None, cls=_Group)
 app.add_typer(data_app, name="data")
 
 
@@ -395,8 +471,9 @@ def _write_parts(source: Any, targets: list[Path], parts: Callable[[Any], list[l
 def train_cmd(ctx: typer.Context) -> None:
     """Fine-tune an extractive-QA model; with no options, the embedded default on the sample data.
 
-    Options: spanqa train --help (every TrainingArguments field, plus data, window and decoding settings;
-    also settable in a --config YAML/JSON file; precedence: defaults < config file < command line).
+    Options: spanqa train --help (data, window, decoding and the usual training settings) and
+    spanqa train --help-all (also every other TrainingArguments field); each is also settable in a
+    --config YAML/JSON file; precedence: defaults < config file < command line.
     """
     from spanqa.jobs.arguments import parse_train_args
     from spanqa.jobs.training import train as run_training

@@ -9,9 +9,13 @@ Precedence: defaults < config file < command line.
 
 from __future__ import annotations
 
+import argparse
 import enum
 import json
 import logging
+import shutil
+import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -225,22 +229,175 @@ SPANQA_FIELDS = frozenset(f.name for f in fields(SpanQATrainingArguments)) - fro
 
 
 class _Parser(HfArgumentParser):
-    """HfArgumentParser whose mistakes are :class:`ConfigError` (one ``error:`` line), not exit status 2."""
+    """HfArgumentParser whose mistakes are :class:`ConfigError` (one ``error:`` line), not exit status 2,
+    and whose ``--help`` is :func:`train_help`: spanqa's settings and the main TrainingArguments,
+    grouped; ``--help-all`` adds every other TrainingArguments field."""
 
     def error(self, message: str) -> NoReturn:
         raise ConfigError(message)
 
+    def format_help(self) -> str:
+        return train_help(self)
+
+
+class _HelpAllAction(argparse.Action):
+    """``--help-all``: the help with every TrainingArguments field, then exit (like ``--help``)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        sys.stdout.write(train_help(parser, all_options=True))
+        parser.exit()
+
 
 def train_parser() -> HfArgumentParser:
     """The parser of ``spanqa train``: :class:`TrainDataArguments` then :class:`SpanQATrainingArguments`."""
-    return _Parser(
+    parser = _Parser(
         [TrainDataArguments, SpanQATrainingArguments],  # type: ignore[list-item]  # dataclass types
         prog="spanqa train",
-        usage="spanqa train [--model M] [--train FILE] [--eval FILE] [--config FILE] [--output_dir DIR] [--name value ...]",
-        description="Fine-tune an extractive-QA model; with no options, the embedded default on the sample data. "
-        "Every option can also be set in a --config YAML/JSON file (same names); the command line wins.",
+        usage="spanqa train [--model NAME] [--train FILE] [--eval FILE] [--config FILE] [--output_dir DIR] [--name value ...]",
+        description="Fine-tune an extractive-QA model; with no options, the embedded default on the sample data.",
         allow_abbrev=False,
     )
+    parser.add_argument("--help-all", action=_HelpAllAction, dest=argparse.SUPPRESS, help="Also list every TrainingArguments option.")
+    return parser
+
+
+TRAIN_HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Data", ("model", "train_data", "eval_data", "columns", "no_answer_marker", "on_mismatch", "train_split", "eval_split", "config")),
+    ("Output", ("output_dir", "overwrite", "resume", "keep_checkpoints")),
+    (
+        "Training",
+        (
+            "num_train_epochs", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "warmup_steps",
+            "weight_decay", "seed", "mixed_precision", "attention_dropout", "early_stopping_patience",
+        ),
+    ),
+    (
+        "Evaluation and checkpoints",
+        (
+            "eval_strategy", "save_strategy", "per_device_eval_batch_size", "eval_lang", "tune_null_threshold",
+            "metric_for_best_model", "save_total_limit", "logging_steps",
+        ),
+    ),
+    (
+        "Windows and answers",
+        (
+            "max_length", "stride", "max_question_tokens", "max_answer_length", "n_best", "handle_impossible",
+            "skip_impossible", "distractors", "cache_features", "train_sampling_strategy",
+        ),
+    ),
+)
+"""The options ``spanqa train --help`` shows, by section: every spanqa setting and the TrainingArguments
+one sets most often. ``--help-all`` adds the other TrainingArguments fields."""
+
+_METAVARS = {"model": "NAME", "train_data": "FILE", "eval_data": "FILE", "config": "FILE", "output_dir": "DIR", "columns": "MAP"}
+_HELP_INDENT, _HELP_COLUMN = 2, 28  # option names from column 2, their help from column 28
+
+
+def train_help(parser: argparse.ArgumentParser | None = None, *, all_options: bool = False, width: int | None = None) -> str:
+    """The text of ``spanqa train --help`` (``--help-all`` with ``all_options``), wrapped to ``width``.
+
+    Args:
+        parser: The parser whose options to describe (default: :func:`train_parser`).
+        all_options: Also list every TrainingArguments field the sections leave out.
+        width: Columns (default: the terminal's, at most 80).
+    """
+    parser = parser or train_parser()
+    if width is None:
+        width = min(shutil.get_terminal_size().columns, 80)
+    width = max(width, 50)
+    actions: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        if action.dest != argparse.SUPPRESS and action.option_strings and action.option_strings[0] != f"--no_{action.dest}":
+            actions.setdefault(action.dest, action)  # not the --no_NAME twin of a switch that is on by default
+    sections = [(title, [actions[name] for name in names if name in actions]) for title, names in TRAIN_HELP_SECTIONS]
+    shown = {name for _, names in TRAIN_HELP_SECTIONS for name in names}
+    own = [a for name, a in actions.items() if name not in shown and (name in SPANQA_FIELDS or name in _DATA_FIELDS)]
+    if own:  # a spanqa setting no section names yet is still shown
+        sections.append(("More spanqa settings", own))
+    rest = [a for name, a in actions.items() if name not in shown and a not in own and not isinstance(a, argparse._HelpAction)]
+    if all_options:
+        sections.append(("Other TrainingArguments (see transformers' TrainingArguments)", rest))
+
+    def wrap(text: str, indent: int = 2) -> list[str]:
+        return textwrap.wrap(text, width - indent, break_on_hyphens=False) or [""]
+
+    lines = [f"Usage: {line}" if i == 0 else f"         {line}" for i, line in enumerate(wrap(parser.usage or "spanqa train", 9))]
+    lines += ["", *("  " + line for line in wrap(parser.description or ""))]
+    notes = (
+        "Any option can also be set in a --config YAML/JSON file, by name; the command line wins. Names take _ or - "
+        "(--output_dir, --output-dir). A switch alone means true, --name false turns it off; --name null unsets a setting."
+    )
+    lines += ["", *("  " + line for line in wrap(notes))]
+    for title, section in sections:
+        lines += ["", f"{title}:"]
+        for action in section:
+            lines += _help_entry(action, width)
+    if not all_options:
+        names = ", ".join(f"--{a.dest}" for a in rest[:3])
+        more = f"spanqa train --help-all also lists the {len(rest)} other TrainingArguments options ({names}, ...)."
+        lines += ["", *wrap(more, 0)]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _help_entry(action: argparse.Action, width: int) -> list[str]:
+    """One option of the help: its names (the field's own, then short aliases) and metavar, then its help and default."""
+    own = f"--{action.dest}"
+    names = [own] if own in action.option_strings else []  # the field's name first, as TrainingArguments spells it
+    seen = {action.dest} if names else set()
+    for option in action.option_strings:
+        key = option.lstrip("-").replace("-", "_")
+        if option in DEPRECATED_OPTIONS or (option.startswith("--") and key in seen):
+            continue  # a deprecated alias its help names, or the -/_ spelling of a name shown
+        seen.add(key)
+        names.append(option)
+    names.sort(key=lambda name: name.startswith("--"))  # -m before --model
+    label = ", ".join(names)
+    metavar = _metavar(action)
+    if metavar:
+        label += f" {metavar}"
+    help_text = " ".join((action.help or "").replace("%%", "%").split())  # argparse doubles a literal %
+    choices = list(action.choices) if action.choices is not None else []
+    if choices and metavar == "NAME":
+        help_text += f" One of: {', '.join(map(str, choices))}."
+    default = _shown_default(action, help_text)
+    if default is not None:
+        help_text += f" [default: {default}]"
+    help_width = width - _HELP_COLUMN
+    body = textwrap.wrap(help_text, help_width, break_on_hyphens=False, break_long_words=True) or [""]
+    head = " " * _HELP_INDENT + label
+    if len(head) + 2 <= _HELP_COLUMN:
+        return [head.ljust(_HELP_COLUMN) + body[0], *(" " * _HELP_COLUMN + line for line in body[1:])]
+    heads = textwrap.wrap(label, width - _HELP_INDENT, break_on_hyphens=False, subsequent_indent="  ")
+    return [" " * _HELP_INDENT + line for line in heads] + [" " * _HELP_COLUMN + line for line in body if line]
+
+
+def _metavar(action: argparse.Action) -> str:
+    if action.nargs == 0:
+        return ""
+    if action.dest in _METAVARS:
+        return _METAVARS[action.dest]
+    if action.choices is not None:
+        choices = ",".join(map(str, action.choices))
+        return f"{{{choices}}}" if len(choices) <= 20 else "NAME"
+    if getattr(action.type, "__name__", "") == "string_to_bool":
+        return "" if action.nargs == "?" else "BOOL"  # nargs="?": a switch, true when given alone
+    kind = {int: "N", float: "NUM"}.get(action.type, "TEXT")  # type: ignore[call-overload]
+    return f"{kind} ..." if action.nargs in ("+", "*") else kind
+
+
+def _shown_default(action: argparse.Action, help_text: str) -> str | None:
+    """The default to add to an option's help: none when it is unset, false, or the help already says it."""
+    value = action.default
+    if value is None or value is False or value == [] or value == argparse.SUPPRESS or action.nargs == 0 or "default" in help_text.lower():
+        return None
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(_token, value))
+    return _token(value)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

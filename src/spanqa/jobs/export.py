@@ -607,8 +607,9 @@ def _weight_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     low, high = np.minimum(weight.min(0), 0.0), np.maximum(weight.max(0), 0.0)
     scale = ((high - low) / 255).astype(np.float32)
     scale[scale == 0] = 1.0
-    zero = np.clip(np.round(-128 - low / scale), -128, 127)
-    quantized = np.clip(np.round(weight / scale) + zero, -128, 127)
+    int8 = np.iinfo(np.int8)
+    zero = np.clip(np.round(int8.min - low / scale), int8.min, int8.max)
+    quantized = np.clip(np.round(weight / scale) + zero, int8.min, int8.max)
     return quantized.astype(np.int8), scale, zero.astype(np.int8)
 
 

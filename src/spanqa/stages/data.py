@@ -958,17 +958,7 @@ def _validate(rows: list[_RawRow], source: str, policy: str, require_answers: bo
     unfound: dict[str, int] = {}  # answer texts that no part of their context holds, for the marker hint
     any_impossible = False
     for row in rows:
-        for role in ("question", "context"):
-            value = getattr(row, role)
-            if not isinstance(value, str):
-                raise DataError(f"{row.location}: field {role!r}: expected text, got {type(value).__name__}")
-            if not value.strip():
-                raise DataError(f"{row.location}: empty {role}")
-        qid = _as_label(row.id, row.location, "id", required=True)
-        title = _as_label(row.title, row.location, "title", required=False)
-        if qid in seen:
-            raise DataError(f"{row.location}: duplicate id {qid!r} (first seen at {seen[qid]})")
-        seen[qid] = row.location
+        qid, title = _checked_row(row, seen)
         if row.gold_problem is not None:
             ignored.append(DataProblem(row.location, f"id {qid}: gold answers ignored ({row.gold_problem})"))
             problems.append(ignored[-1])
@@ -1017,6 +1007,22 @@ def _validate(rows: list[_RawRow], source: str, policy: str, require_answers: bo
         suspected_marker=marker,
         suspected_marker_rows=marker_rows,
     )
+
+
+def _checked_row(row: _RawRow, seen: dict[str, str]) -> tuple[str, str]:
+    """A row's id and title, once its question and context are non-empty text and its id is new (noted in ``seen``)."""
+    for role in ("question", "context"):
+        value = getattr(row, role)
+        if not isinstance(value, str):
+            raise DataError(f"{row.location}: field {role!r}: expected text, got {type(value).__name__}")
+        if not value.strip():
+            raise DataError(f"{row.location}: empty {role}")
+    qid = _as_label(row.id, row.location, "id", required=True)
+    title = _as_label(row.title, row.location, "title", required=False)
+    if qid in seen:
+        raise DataError(f"{row.location}: duplicate id {qid!r} (first seen at {seen[qid]})")
+    seen[qid] = row.location
+    return qid, title
 
 
 MARKER_MIN_ROWS = 3
