@@ -10,6 +10,7 @@ import functools
 import importlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -353,9 +354,7 @@ def evaluate_cmd(
     typer.echo(f"wrote {output_dir}/predictions.json, nbest_predictions.json, metrics.json", err=True)
     from spanqa.jobs.report import write_report_or_warn
 
-    report = write_report_or_warn(output_dir)  # a figure that cannot be drawn costs only the report
-    if report is not None:
-        typer.echo(f"wrote {report.html} (open it in a browser)", err=True)
+    write_report_or_warn(output_dir)  # announces itself; a figure that cannot be drawn costs only the report
 
 
 def _echo_open_domain(metrics: dict[str, Any]) -> None:
@@ -521,13 +520,13 @@ def ask(
         return
     text = _context_text(context, context_file)
     result = Reader.from_pretrained(model, load)(question, text, options=answer)
-    ranked = [(f"{a.text}  (score {a.score:.3f}, characters {a.start}-{a.end})", _in_context(text, a.start, a.end)) for a in result.answers]
-    _print_answers(result.to_dict(), None if result.answer else result.no_answer_score, ranked, as_json)
+    ranked = [(f"{_one_line(a.text)}  (score {a.score:.3f}, characters {a.start}-{a.end})", _in_context(text, a.start, a.end)) for a in result.answers]
+    _print_answers(result.to_dict(), None if result.answer else result.no_answer_score, ranked, as_json, result.note)
 
 
-def _print_answers(record: dict[str, Any], no_answer_score: float | None, ranked: list[tuple[str, str]], as_json: bool) -> None:
-    """`ask`'s output: the JSON ``record``, or "(no answer)" with its probability (None: answered) and
-    each answer's line with its text in context."""
+def _print_answers(record: dict[str, Any], no_answer_score: float | None, ranked: list[tuple[str, str]], as_json: bool, note: str | None = None) -> None:
+    """`ask`'s output: the JSON ``record``, or "(no answer)" with its probability (None: answered),
+    each answer's line with its text in context, and why the list is shorter than --top-k (``note``)."""
     if as_json:
         typer.echo(json.dumps(record, ensure_ascii=False, indent=2))
         return
@@ -536,12 +535,19 @@ def _print_answers(record: dict[str, Any], no_answer_score: float | None, ranked
     for rank, (line, in_context) in enumerate(ranked, 1):
         typer.echo(f"{rank}. {line}")
         typer.echo(in_context)
+    if note:
+        typer.echo(f"({note})")
 
 
 def _context_text(context: str | None, context_file: Path | None) -> str:
     """The text of `ask`'s --context or --context-file (exactly one of them)."""
-    if (context is None) == (context_file is None):
-        raise ConfigError("give the text with exactly one of --context TEXT or --context-file FILE")
+    if context is None and context_file is None:
+        raise ConfigError(
+            "give the text to answer from with --context TEXT or --context-file FILE, "
+            "or answer from your documents with --index INDEX (made by: spanqa index DOCS --out INDEX)"
+        )
+    if context is not None and context_file is not None:
+        raise ConfigError("give the text with one of --context TEXT or --context-file FILE, not both")
     if context is not None:
         return context
     assert context_file is not None
@@ -553,11 +559,15 @@ def _context_text(context: str | None, context_file: Path | None) -> str:
         raise ConfigError(f"{context_file}: is a folder; --context-file takes a text file") from None
 
 
+def _one_line(text: str) -> str:
+    """``text`` with every run of whitespace (blank lines, tabs, line breaks) as one space, for a terminal line."""
+    return re.sub(r"\s+", " ", text)
+
+
 def _in_context(text: str, start: int, end: int, width: int = 60) -> str:
     """``text[start:end]`` in brackets with up to ``width`` characters either side, on one line."""
-    left = text[max(0, start - width) : start].replace("\n", " ")
-    right = text[end : end + width].replace("\n", " ")
-    return f"   ...{left}[{text[start:end]}]{right}..."
+    left, answer, right = (_one_line(part) for part in (text[max(0, start - width) : start], text[start:end], text[end : end + width]))
+    return f"   ...{left}[{answer}]{right}..."
 
 
 def _ask_index(model: str, question: str, index_dir: Path, passages: int, options: Any, load: Any, as_json: bool) -> None:
@@ -570,8 +580,8 @@ def _ask_index(model: str, question: str, index_dir: Path, passages: int, option
     ranked = []
     for a in found.answers:
         at = a.start - a.passage.start  # the answer's place in its passage
-        ranked.append((f"{a.text}  (score {a.score:.3f}, {_where(a)} characters {a.start}-{a.end})", _in_context(a.passage.text, at, at + len(a.text))))
-    _print_answers(found.to_dict(), None if found.answer else found.result.no_answer_score, ranked, as_json)
+        ranked.append((f"{_one_line(a.text)}  (score {a.score:.3f}, {_where(a)} characters {a.start}-{a.end})", _in_context(a.passage.text, at, at + len(a.text))))
+    _print_answers(found.to_dict(), None if found.answer else found.result.no_answer_score, ranked, as_json, found.result.note)
 
 
 def _where(answer: Any) -> str:

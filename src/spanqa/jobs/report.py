@@ -872,5 +872,5 @@ def write_report_or_warn(run_dir: str | Path, **options: Any) -> ReportFiles | N
     except Exception as err:  # noqa: BLE001 - matplotlib, a tokenizer, the disk: any failure only costs the report
         logger.warning("could not write the report of %s: %s", run_dir, first_line(err))
         return None
-    logger.info("wrote the report %s", files.html)
+    logger.info("wrote the report %s (open it in a browser)", files.html)  # the one announcement, for train and evaluate alike
     return files
