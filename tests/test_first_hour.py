@@ -33,6 +33,7 @@ def test_ask_says_why_fewer_answers_than_top_k_came_back(tiny_bert_dir):
 
 def test_evaluate_announces_its_report_once(tiny_bert_dir, sample_dev, tmp_path):
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", "--model", str(tiny_bert_dir), "--data", str(sample_dev), "--output-dir", str(out), "--max-length", "128", "--stride", "32"])
+    args = ["evaluate", "--model", str(tiny_bert_dir), "--data", str(sample_dev), "--output-dir", str(out), "--max-length", "128", "--stride", "32"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert result.output.count("report.html") == 1, result.output

@@ -580,7 +580,8 @@ def _ask_index(model: str, question: str, index_dir: Path, passages: int, option
     ranked = []
     for a in found.answers:
         at = a.start - a.passage.start  # the answer's place in its passage
-        ranked.append((f"{_one_line(a.text)}  (score {a.score:.3f}, {_where(a)} characters {a.start}-{a.end})", _in_context(a.passage.text, at, at + len(a.text))))
+        line = f"{_one_line(a.text)}  (score {a.score:.3f}, {_where(a)} characters {a.start}-{a.end})"
+        ranked.append((line, _in_context(a.passage.text, at, at + len(a.text))))
     _print_answers(found.to_dict(), None if found.answer else found.result.no_answer_score, ranked, as_json, found.result.note)
 
 
