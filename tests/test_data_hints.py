@@ -69,3 +69,12 @@ def test_data_check_names_the_marker_and_the_option(tmp_path):
 def test_predict_data_gets_no_marker_hint(tmp_path):
     """Questions to predict on keep their rows whatever their answers: nothing was skipped, nothing to hint."""
     assert load_examples(write_reviews(tmp_path / "r.csv"), require_answers=False).suspected_marker is None
+
+
+def test_the_python_evaluate_takes_the_marker_as_the_cli_does(tiny_bert_dir, tmp_path):
+    """spanqa.evaluate(..., no_answer_marker=...) as `spanqa evaluate --no-answer-marker`: v2 scores over every row."""
+    import spanqa
+
+    path = write_reviews(tmp_path / "reviews.csv")
+    result = spanqa.evaluate(str(tiny_bert_dir), str(path), no_answer_marker="NONE", device="cpu")
+    assert result.metrics["total"] == len(REVIEWS) and result.metrics["NoAns_total"] == 4
