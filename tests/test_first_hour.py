@@ -37,3 +37,18 @@ def test_evaluate_announces_its_report_once(tiny_bert_dir, sample_dev, tmp_path)
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert result.output.count("report.html") == 1, result.output
+
+
+def test_verbose_shows_what_the_libraries_say_and_quiet_is_the_default(tiny_bert_dir):
+    from spanqa.runtime.console import is_verbose, set_verbose
+
+    args = ["ask", str(tiny_bert_dir), "Who lit it?", "--context", "The keeper lit the lamp."]
+    try:
+        quiet = runner.invoke(app, args)
+        loud = runner.invoke(app, ["--verbose", *args])
+        assert is_verbose()
+    finally:
+        set_verbose(False)
+    assert quiet.exit_code == loud.exit_code == 0, (quiet.output, loud.output)
+    assert "Loading weights" not in quiet.output and "Loading weights" in loud.output
+    assert runner.invoke(app, args).exit_code == 0 and not is_verbose()  # each run starts quiet again

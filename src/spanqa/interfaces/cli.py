@@ -112,6 +112,19 @@ app = _Typer(
 data_app = _Typer(help="Inspect and convert QA datasets.", no_args_is_help=True, rich_markup_mode=None, cls=_Group)
 app.add_typer(data_app, name="data")
 
+VERBOSE_FLAGS = ("--verbose", "-v")
+
+
+@app.callback()
+def _everywhere(
+    verbose: bool = typer.Option(
+        False, *VERBOSE_FLAGS, envvar="SPANQA_VERBOSE", help="Also show the libraries' notes, load reports and bars, and each step's details."
+    ),
+) -> None:
+    from spanqa.runtime.console import set_verbose
+
+    set_verbose(verbose)
+
 
 def user_errors(func: F) -> F:
     """Turn a SpanQAError into one line on stderr and exit status 1."""
@@ -478,7 +491,13 @@ def train_cmd(ctx: typer.Context) -> None:
     from spanqa.jobs.training import train as run_training
     from spanqa.stages.data import DataSource
 
-    data, args = parse_train_args(list(ctx.args))
+    given = list(ctx.args)
+    if any(flag in given for flag in VERBOSE_FLAGS):  # `spanqa train --verbose` as well as `spanqa --verbose train`
+        from spanqa.runtime.console import set_verbose
+
+        set_verbose(True)
+        given = [arg for arg in given if arg not in VERBOSE_FLAGS]
+    data, args = parse_train_args(given)
     sources = [
         DataSource.of(path, data.columns, data.no_answer_marker, on_mismatch=data.on_mismatch, split=split) if path is not None else None
         for path, split in ((data.train_data, data.train_split), (data.eval_data, data.eval_split))

@@ -11,6 +11,7 @@ error (10 equal-width bins) is reported before and after.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import numpy as np
 
 from spanqa.stages.decode import ExamplePrediction, answer_scores
 from spanqa.stages.metrics import QuestionScore
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Calibration", "expected_calibration_error", "shown_scores", "fit_temperature", "calibrate"]
 
@@ -30,7 +33,8 @@ class Calibration:
     """The temperature to use and the expected calibration error of the shown answer's score before and after.
 
     ``fitted`` is the log-loss optimum; ``temperature`` is it when it lowers the error on the
-    fitting data, else the model's current temperature (and ``ece_after == ece_before``).
+    fitting data, else the model's current temperature (and ``ece_after == ece_before``);
+    ``fitted_ece`` is the error at ``fitted`` (not in :meth:`to_dict`).
     """
 
     temperature: float
@@ -39,6 +43,28 @@ class Calibration:
     questions: int
     bins: int = ECE_BINS
     fitted: float | None = None
+    fitted_ece: float | None = None
+
+    @property
+    def kept_fitted(self) -> bool:
+        """Whether the fitted temperature is the one to use (it lowered the calibration error)."""
+        return self.fitted is not None and self.temperature == self.fitted and self.ece_after < self.ece_before
+
+    def describe(self) -> str:
+        """One sentence: the temperature now used, the calibration error before and after, and, when
+        the fitted temperature was not kept, why (what ``to_dict`` records, in words)."""
+        if self.fitted is None:
+            return f"score temperature {self.temperature:.3f}: expected calibration error {self.ece_before:.4f}"
+        if self.kept_fitted:
+            return (
+                f"score temperature {self.temperature:.3f} fitted on {self.questions} questions: "
+                f"expected calibration error {self.ece_before:.4f} -> {self.ece_after:.4f}"
+            )
+        at_fitted = f" ({self.ece_before:.4f} -> {self.fitted_ece:.4f})" if self.fitted_ece is not None else ""
+        return (
+            f"score temperature kept at {self.temperature:.3f} (expected calibration error {self.ece_before:.4f}): "
+            f"the fitted {self.fitted:.3f} did not lower the error on these {self.questions} questions{at_fitted}"
+        )
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {
@@ -149,5 +175,8 @@ def calibrate(
     if after >= before:
         # The log-loss optimum need not lower the binned error (little data, scores far from calibratable);
         # as with the no-answer threshold, nothing changes without evidence that it helps.
-        return Calibration(current_temperature, before, before, len(predictions), fitted=fitted)
-    return Calibration(fitted, before, after, len(predictions), fitted=fitted)
+        calibration = Calibration(current_temperature, before, before, len(predictions), fitted=fitted, fitted_ece=after)
+    else:
+        calibration = Calibration(fitted, before, after, len(predictions), fitted=fitted, fitted_ece=after)
+    logger.info("%s", calibration.describe())  # what was fitted, whether it was kept, and why: for evaluate and train alike
+    return calibration

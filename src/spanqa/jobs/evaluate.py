@@ -215,9 +215,6 @@ def calibrate_scores(evaluation: Evaluation) -> Evaluation:
     after goes into the metrics under ``calibration``."""
     reader = evaluation.reader
     calibration = fit_calibration(evaluation.predictions, evaluation.scored().questions, evaluation.version_2, current_temperature=reader.config.temperature)
-    logger.info(
-        "score temperature %.3f: expected calibration error %.4f -> %.4f", calibration.temperature, calibration.ece_before, calibration.ece_after
-    )
     return replace(evaluation, metrics={**evaluation.metrics, "calibration": calibration.to_dict()}, calibration=calibration)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from transformers import Trainer
+from transformers import PrinterCallback, ProgressCallback, Trainer
 
 from spanqa.core.config import SpanQAConfig
 from spanqa.core.errors import ConfigError, ModelError, first_line
@@ -32,6 +32,7 @@ from spanqa.jobs.arguments import SpanQATrainingArguments, TrainDataArguments, b
 from spanqa.jobs.feature_cache import cached_features, default_cache_dir
 from spanqa.jobs.modelcard import SpanQAModelCardData, build_model_card, push_model_folder, write_model_card
 from spanqa.jobs.scoring import score_decoded
+from spanqa.runtime.console import details_hidden, quiet_libraries
 from spanqa.runtime.devices import attention_kernels, pad_multiple
 from spanqa.stages.data import DataSource, QADataset, QAExample, read_dataset
 from spanqa.stages.decode import DecodeConfig, decode
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "SpanQATrainer",
+    "RunProgress",
     "SpanQATrainingArguments",
     "TrainDataArguments",
     "QAEvaluator",
@@ -56,6 +58,20 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+details = logging.getLogger(f"{__name__}.details")
+"""A run's details (the picked learning rate, the tuned no-answer threshold): shown with ``set_verbose(True)``."""
+
+RUN_DETAILS = (
+    details.name,
+    "spanqa.stages.distractors",
+    "spanqa.jobs.feature_cache",
+    "spanqa.jobs.evaluate",
+    "spanqa.reading.index",
+    "spanqa.jobs.report",
+)
+"""The loggers whose INFO lines a training run leaves to ``--verbose``: the steps it composes say what they did
+(windows read from the cache, the temporary index of the eval paragraphs, each tuned setting saved), and the
+run's own lines and the command's summary already give what matters."""
 
 class QAEvaluator:
     """EM/F1 from a Trainer's gathered logits, through the core decode and metrics.
@@ -90,6 +106,76 @@ class QAEvaluator:
                 f"({starts.shape[0]} rows for {len(self.features)} windows); the eval sampler must be sequential"
             )
 
+
+
+class RunProgress(ProgressCallback):
+    """The Trainer's progress bar, and one line per evaluation instead of its printed log dicts.
+
+    ``epoch 1.00  step 12  loss 4.21  EM 35.1  F1 48.9`` on stdout (the latest training loss,
+    the evaluation's exact match and F1); without evaluation, one such line per training log. No
+    evaluation bar: evaluation is short beside training, and its line follows at once. Replaces
+    transformers' ``ProgressCallback`` (or, with ``disable_tqdm``, ``PrinterCallback``: then there is no bar).
+
+    Args:
+        bar: Draw the training bar.
+    """
+
+    def __init__(self, bar: bool = True) -> None:
+        super().__init__()
+        self.bar = bar
+        self.loss: float | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar:
+            super().on_train_begin(args, state, control, **kwargs)
+        self.current_step = 0
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.training_bar is not None:
+            super().on_step_end(args, state, control, **kwargs)
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, eval_dataloader: Any = None, **kwargs: Any) -> None:
+        return None  # no evaluation bar
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.training_bar is not None:
+            super().on_train_end(args, state, control, **kwargs)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        if isinstance(logs.get("loss"), (int, float)):
+            self.loss = float(logs["loss"])
+        line = self.line(state.global_step, logs, evaluating=args.eval_strategy != "no")
+        if line:
+            from tqdm.auto import tqdm
+
+            tqdm.write(line)  # above the bar, which is redrawn under it
+
+    def line(self, step: int, logs: Mapping[str, Any], *, evaluating: bool) -> str | None:
+        """The line for one of the Trainer's logs: an evaluation's, a training log's when nothing evaluates, else none."""
+        scores = [(label, logs.get(f"eval_{key}")) for label, key in (("EM", "exact"), ("F1", "f1"))]
+        scores = [(label, value) for label, value in scores if isinstance(value, (int, float))]
+        if not scores and isinstance(logs.get("eval_loss"), (int, float)):
+            scores = [("eval loss", logs["eval_loss"])]
+        training_log = "loss" in logs and not any(key.startswith("eval_") for key in logs)
+        if not scores and not (training_log and not evaluating):
+            return None
+        parts = [f"epoch {logs['epoch']:.2f}"] if isinstance(logs.get("epoch"), (int, float)) else []
+        parts.append(f"step {step}")
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:#.3g}")
+        parts += [f"{label} {value:#.3g}" if label == "eval loss" else f"{label} {value:.1f}" for label, value in scores]
+        return "  ".join(parts)
+
+
+def use_run_progress(trainer: Trainer) -> None:
+    """Swap transformers' ``ProgressCallback`` / ``PrinterCallback`` for :class:`RunProgress` (a notebook's table stays)."""
+    replaced = [cb for cb in trainer.callback_handler.callbacks if type(cb) in (ProgressCallback, PrinterCallback)]
+    for callback in replaced:
+        trainer.remove_callback(callback)
+    if replaced:
+        trainer.add_callback(RunProgress(bar=not any(type(cb) is PrinterCallback for cb in replaced)))
 
 
 class SpanQATrainer(Trainer):
@@ -222,17 +308,18 @@ def train(
     _refuse_data_options(training_settings)
     args = build_training_arguments(training_settings, base=args) if training_settings or args is None else args
     run = _plan_run(model, train_data, eval_data, args, resume=resume, overwrite=overwrite)
-    trainer = _build_trainer(run, callbacks)
-    started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
-    seconds = time.monotonic() - started
+    with quiet_libraries(), details_hidden(*RUN_DETAILS):  # the libraries' notes and bars, and the steps' details, only with set_verbose(True)
+        trainer = _build_trainer(run, callbacks)
+        started = time.monotonic()
+        trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
+        seconds = time.monotonic() - started
 
-    _save_final(trainer, run.output_dir)
-    metrics: dict[str, Any] = {}
-    config = trainer.spanqa_config
-    if trainer.is_world_process_zero():
-        metrics, config = _finish_run(run, trainer, seconds)
-    trainer.accelerator.wait_for_everyone()
+        _save_final(trainer, run.output_dir)
+        metrics: dict[str, Any] = {}
+        config = trainer.spanqa_config
+        if trainer.is_world_process_zero():
+            metrics, config = _finish_run(run, trainer, seconds)
+        trainer.accelerator.wait_for_everyone()
     return TrainResult(
         output_dir=run.output_dir,
         metrics=metrics,
@@ -319,12 +406,12 @@ def _build_trainer(run: _Run, callbacks: list[Any] | None) -> SpanQATrainer:
     # A base encoder gets a freshly initialised QA head when it loads, before Trainer seeds
     # anything: seed first, or the same command trains a different model each run.
     (enable_full_determinism if args.full_determinism else set_seed)(args.seed)
-    qa_model = load_qa_model(run.model, attention_dropout=args.attention_dropout)
+    qa_model = load_qa_model(run.model, attention_dropout=args.attention_dropout, for_training=True)
     window.check_model_limit(tokenizer, getattr(qa_model.config, "max_position_embeddings", None))
     if args.learning_rate is None:
         args = run.args = replace(args, learning_rate=_auto_learning_rate(qa_model.num_parameters()))
         millions = qa_model.num_parameters() / 1e6
-        logger.info("learning rate %.0e (picked for a model of %.0fM parameters; set learning_rate to override)", args.learning_rate, millions)
+        details.info("learning rate %.0e (picked for a model of %.0fM parameters; set learning_rate to override)", args.learning_rate, millions)
     cache_dir = default_cache_dir() if args.cache_features else None
     train_features = cached_features(with_distractors(run.train_examples, args.distractors), tokenizer, window, cache_dir)
     spanqa_config = args.spanqa_config(handle_impossible=_handle_impossible(run), data_fingerprint=run.train_set.fingerprint())
@@ -340,7 +427,7 @@ def _build_trainer(run: _Run, callbacks: list[Any] | None) -> SpanQATrainer:
     callbacks = list(callbacks or [])
     if args.early_stopping_patience and run.eval_set is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
-    return SpanQATrainer(
+    trainer = SpanQATrainer(
         model=qa_model,
         args=args,
         train_dataset=train_features.to_dataset(with_labels=True),
@@ -351,6 +438,8 @@ def _build_trainer(run: _Run, callbacks: list[Any] | None) -> SpanQATrainer:
         callbacks=callbacks,
         spanqa_config=spanqa_config,
     )
+    use_run_progress(trainer)
+    return trainer
 
 
 def _finish_run(run: _Run, trainer: SpanQATrainer, seconds: float) -> tuple[dict[str, Any], SpanQAConfig]:
@@ -546,10 +635,11 @@ def _final_evaluation(
 def _log_tuning(tuning: Any) -> None:
     if tuning is None:
         return
+    # A detail beside the command's summary (its dev scores are at the tuned threshold); spanqa.json, metrics.json and the card keep it.
     if tuning.threshold == tuning.default_threshold:
-        logger.info("no-answer threshold: the default %g is already the best on the eval data (F1 %.2f)", tuning.threshold, tuning.tuned_metrics["f1"])
+        details.info("no-answer threshold: the default %g is already the best on the eval data (F1 %.2f)", tuning.threshold, tuning.tuned_metrics["f1"])
     else:
-        logger.info(
+        details.info(
             "no-answer threshold tuned on the eval data: %.4f (F1 %.2f -> %.2f)",
             tuning.threshold, tuning.default_metrics["f1"], tuning.tuned_metrics["f1"],
         )

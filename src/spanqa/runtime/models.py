@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spanqa.core.errors import ModelError, did_you_mean, first_line, near_path
+from spanqa.runtime.console import quiet_libraries
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -81,7 +82,8 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
             "save the tokenizer beside the model (tokenizer.save_pretrained(folder))"
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        with quiet_libraries():
+            tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise _offline_hint(str(name), err) from None
     check_tokenizer(tokenizer)
@@ -91,18 +93,22 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
 
 
-def load_qa_model(name: str, *, attention_dropout: float | None = None, **kwargs: Any) -> PreTrainedModel:
+def load_qa_model(name: str, *, attention_dropout: float | None = None, for_training: bool = False, **kwargs: Any) -> PreTrainedModel:
     """``AutoModelForQuestionAnswering`` with safetensors only and no remote code.
 
     ``attention_dropout`` overrides the model's attention-probability dropout
-    under whatever name its config uses.
+    under whatever name its config uses. transformers' load bar and report stay hidden
+    (see :mod:`spanqa.runtime.console`); what matters of the report is logged in one
+    sentence: a new QA head (expected when ``for_training``, a warning otherwise) and weights
+    the model expects but the checkpoint lacks or shapes differently.
     """
     from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
     path = resolve_model(name)
     try:
-        config = AutoConfig.from_pretrained(path)
+        with quiet_libraries():
+            config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise _offline_hint(str(name), err) from None
     if attention_dropout is not None:
@@ -110,7 +116,8 @@ def load_qa_model(name: str, *, attention_dropout: float | None = None, **kwargs
             if hasattr(config, key):
                 setattr(config, key, attention_dropout)
     try:
-        model = AutoModelForQuestionAnswering.from_pretrained(path, config=config, use_safetensors=True, **kwargs)
+        with quiet_libraries():
+            model, info = AutoModelForQuestionAnswering.from_pretrained(path, config=config, use_safetensors=True, output_loading_info=True, **kwargs)
     except ValueError as err:
         if "Unrecognized configuration class" in str(err) or "question" in str(err).lower():
             raise ModelError(
@@ -122,4 +129,34 @@ def load_qa_model(name: str, *, attention_dropout: float | None = None, **kwargs
         raise _offline_hint(str(name), err) from None
     except SafetensorError as err:  # a truncated or corrupt weights file
         raise ModelError(f"{path}: its model.safetensors cannot be read ({first_line(err)}); the file is truncated or corrupt, copy it again") from None
+    _report_loading(str(name), info, for_training)
     return model
+
+
+QA_HEAD = "qa_outputs"
+"""The question-answering head's name in transformers' ``*ForQuestionAnswering`` models."""
+
+
+def _report_loading(name: str, info: dict[str, Any], for_training: bool) -> None:
+    """transformers' load report, said plainly: a new head, and weights missing or of the wrong shape.
+
+    Unexpected weights (a base encoder's pooler, a pre-training head) are left out: loading a
+    base model for another task always leaves them unused.
+    """
+    missing = sorted(str(key) for key in info.get("missing_keys") or ())
+    head = [key for key in missing if key.split(".")[0] == QA_HEAD]
+    others = [key for key in missing if key not in head]
+    if head and for_training:
+        logger.info("new question-answering head (%s) initialised; training will fit it", QA_HEAD)
+    elif head:
+        logger.warning(
+            "%s has no trained question-answering head (%s is newly initialised): its answers are random until it is fine-tuned (spanqa train)",
+            name, QA_HEAD,
+        )
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        logger.warning("%s: %d weight(s) not in the checkpoint, newly initialised: %s", name, len(others), shown)
+    mismatched = [str(entry[0]) if isinstance(entry, (tuple, list)) else str(entry) for entry in info.get("mismatched_keys") or ()]
+    if mismatched:
+        shown = ", ".join(sorted(mismatched)[:3]) + (f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else "")
+        logger.warning("%s: %d weight(s) of another shape in the checkpoint, newly initialised: %s", name, len(mismatched), shown)
