@@ -262,9 +262,9 @@ def test_torch_backend_on_an_onnx_folder_and_dtype_for_onnx_are_clear_errors(ber
 
 def test_missing_onnxruntime_says_how_to_install(tiny_bert_dir, bert_onnx, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
-    with pytest.raises(ModelError, match=r"pip install 'spanqa\[onnx\]'"):
+    with pytest.raises(ModelError, match=r'pip install "spanqa\[onnx\]"'):
         Reader.from_pretrained(bert_onnx)
-    with pytest.raises(ModelError, match=r"pip install 'spanqa\[onnx\]'"):
+    with pytest.raises(ModelError, match=r'pip install "spanqa\[onnx\]"'):
         export_onnx(tiny_bert_dir, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
