@@ -285,3 +285,17 @@ def clean_serve_environment(monkeypatch):
     for key in list(os.environ):
         if key.upper().startswith("SPANQA_SERVE_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def bare_encoder_dir(tmp_path_factory, wordpiece_tokenizer):
+    """An encoder saved without a QA head, like the default model: the head is initialised on load."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("bare") / "encoder"
+    config = BertConfig(vocab_size=len(wordpiece_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    BertModel(config).save_pretrained(folder)
+    wordpiece_tokenizer.save_pretrained(folder)
+    return folder

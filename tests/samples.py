@@ -1,4 +1,18 @@
-"""Texts several test modules ask about, written once (made up for the tests, not taken from any dataset)."""
+"""Texts several test modules ask about, and how they write them to files, written once (made up for the
+tests, not taken from any dataset)."""
+
+import csv
+from pathlib import Path
+
+
+def write_csv(path: Path, header: list[str], rows: list[list], delimiter: str = ",") -> Path:
+    """``rows`` under ``header`` as a CSV (or, with ``delimiter="\\t"``, TSV) file at ``path``."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
 
 RAILWAY = (
     "The Glenbarrow Light Railway runs for 14 kilometres between the market town of Ashby Cross and the quarry "

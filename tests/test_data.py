@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import re
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SUBJQA, XQUAD, needs_shared, sample_path
+from samples import write_csv
 
 from spanqa.core.errors import ConfigError, DataError
 from spanqa.stages.data import (
@@ -47,14 +47,6 @@ def write_json(path: Path, obj) -> Path:
 
 def write_jsonl(path: Path, records) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def write_csv(path: Path, header: list[str], rows: list[list], delimiter: str = ",") -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, delimiter=delimiter)
-        writer.writerow(header)
-        writer.writerows(rows)
     return path
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
 import pytest
+from samples import write_csv
 from typer.testing import CliRunner
 
 from spanqa.interfaces.cli import app
@@ -24,11 +24,7 @@ REVIEWS = [
 
 
 def write_reviews(path: Path, rows=REVIEWS) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "context", "question", "answer"])
-        writer.writerows([f"r{i}", *row] for i, row in enumerate(rows))
-    return path
+    return write_csv(path, ["id", "context", "question", "answer"], [[f"r{i}", *row] for i, row in enumerate(rows)])
 
 
 def test_many_answers_found_in_no_context_suggest_the_no_answer_marker(tmp_path, caplog):

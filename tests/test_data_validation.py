@@ -7,7 +7,6 @@ whose gold answers are broken, and non-finite no-answer probabilities.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from samples import write_csv
 from test_metrics import HAND_V2, HAND_V2_PREDS, assert_metrics_match, examples_of, ref_v2_evaluate
 from typer.testing import CliRunner
 
@@ -50,14 +50,6 @@ def record(qid: Any = "r1", **fields: Any) -> dict[str, Any]:
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
     return path
 
 

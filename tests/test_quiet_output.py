@@ -36,20 +36,6 @@ def spanqa_log():
         root.setLevel(saved)
 
 
-@pytest.fixture(scope="module")
-def bare_encoder_dir(tmp_path_factory, wordpiece_tokenizer):
-    """An encoder saved without a QA head, like the default model: the head is initialised on load."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("bare") / "encoder"
-    config = BertConfig(vocab_size=len(wordpiece_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    BertModel(config).save_pretrained(folder)
-    wordpiece_tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture
 def quiet():
     """Not verbose, whatever a test sets; the verbosity transformers had is set back after."""

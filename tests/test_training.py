@@ -403,20 +403,6 @@ def test_evaluator_refuses_predictions_out_of_window_order(tiny_bert_dir, sample
         evaluator(out_of_order)
 
 
-@pytest.fixture(scope="module")
-def bare_encoder_dir(tmp_path_factory, wordpiece_tokenizer):
-    """An encoder saved without a QA head, like the default model: the head is initialised on load."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("bare") / "encoder"
-    config = BertConfig(vocab_size=len(wordpiece_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    BertModel(config).save_pretrained(folder)
-    wordpiece_tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _weights_digest(folder: Path) -> str:
     import hashlib
 
