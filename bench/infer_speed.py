@@ -16,6 +16,10 @@ same questions with the same model and the same 384/128 windows, and is timed as
 * spanqa onnx / onnx-int8: the same Reader on ``spanqa export --onnx [--int8]`` folders
   (export time not counted).
 
+spanqa's arms run in the windows per forward pass their backend chooses by default (8 for ONNX
+Runtime on the CPU, 32 for PyTorch), or ``--batch-size``; ``ARM:N`` runs one arm at N windows per
+pass (``onnx-int8:32``), so two batch sizes compare within one run. The recipe always runs 32.
+
 Every arm is loaded once, then timed ``--runs`` times, the arms interleaved within each run so
 that a noisy machine slows them alike. Prints the machine (CPU model and the flags that decide
 the fast kernels), each run's questions/s and ratio to that run's recipe, the median ratio, the
@@ -25,6 +29,7 @@ equal the fp32 reference's.
 
     python bench/infer_speed.py --model my-xquad-model          # a model fine-tuned by spanqa train
     python bench/infer_speed.py --model M --arms recipe,torch --runs 3   # some arms only
+    python bench/infer_speed.py --model M --arms recipe,onnx-int8,onnx-int8:32   # int8 at 8 and 32 windows per pass
     python bench/infer_speed.py --model M --data dev.json --questions 50 --runs 1   # smoke test
 """
 
@@ -49,6 +54,15 @@ from train_speed import XQUAD_EN, data_file, machine  # noqa: E402
 
 ARMS = ("recipe", "torch-blas", "torch-fp32", "torch-autocast", "torch", "torch-bf16", "onnx", "onnx-int8")
 REFERENCES = ("torch-blas", "torch-fp32", "torch")  # the first of these that runs gives the "= ref" column
+RECIPE_BATCH = 32  # the notebook's batch
+
+
+def arm_parts(arm: str) -> tuple[str, int | None]:
+    """``"onnx-int8:32"`` -> ``("onnx-int8", 32)``; ``"torch"`` -> ``("torch", None)``."""
+    base, _, batch = arm.partition(":")
+    if base not in ARMS or (batch and (not batch.isdigit() or int(batch) < 1)):
+        raise ValueError(arm)
+    return base, int(batch) if batch else None
 
 
 @dataclass
@@ -99,7 +113,7 @@ def recipe_arm(model: str, examples: list[Any], batch_size: int, max_length: int
     return timed
 
 
-def reader_arm(arm: str, folder: str, examples: list[Any], batch_size: int, backend: str, dtype: str | None = None) -> Timed:
+def reader_arm(arm: str, folder: str, examples: list[Any], batch_size: int | None, backend: str, dtype: str | None = None) -> Timed:
     """spanqa's Reader, examples to answers, on one backend (``torch-blas``/``torch-autocast``: the PyTorch model as loaded)."""
     from spanqa import Reader, SpanQAConfig
     from spanqa.runtime.models import load_qa_model, load_tokenizer, resolve_model
@@ -145,14 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=0, help="Use the first N questions (0: all).")
     parser.add_argument("--arms", default="recipe,torch,torch-fp32,onnx,onnx-int8", help=f"Comma-separated, from {', '.join(ARMS)}.")
     parser.add_argument("--runs", type=int, default=2, help="Time every arm this many times, the arms interleaved in each run.")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None, help="Windows per pass of spanqa's arms (default: each backend's own).")
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--stride", type=int, default=128)
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     args = parser.parse_args(argv)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    if any(a not in ARMS for a in arms):
-        parser.error(f"--arms: choose from {', '.join(ARMS)}")
+    try:
+        parts = {arm: arm_parts(arm) for arm in arms}
+    except ValueError as bad:
+        parser.error(f"--arms: {bad} is not one of {', '.join(ARMS)} (optionally :N, windows per pass)")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     args.data = data_file(args.data)
@@ -169,21 +185,26 @@ def main(argv: list[str] | None = None) -> int:
     config = SpanQAConfig.load(args.model) if Path(args.model).is_dir() else SpanQAConfig()
     if (config.max_length, config.stride) != (args.max_length, args.stride):
         print(f"note: the model's spanqa.json windows are {config.max_length}/{config.stride}; the recipe uses {args.max_length}/{args.stride}")
-    print(f"model {args.model}; {len(examples)} questions from {args.data.name}; batch {args.batch_size}", flush=True)
+    batch = args.batch_size or "each backend's default"
+    print(f"model {args.model}; {len(examples)} questions from {args.data.name}; batch: recipe {RECIPE_BATCH}, spanqa {batch}", flush=True)
 
     timers: dict[str, Timed] = {}
     results = {arm: Result(arm, len(examples)) for arm in arms}
     with tempfile.TemporaryDirectory(prefix="spanqa-infer-speed-") as tmp:
+        exported: dict[str, Path] = {}
         for arm in arms:
-            if arm == "recipe":
-                timers[arm] = recipe_arm(args.model, examples, args.batch_size, args.max_length, args.stride)
-            elif arm in ARM_DTYPES:
-                timers[arm] = reader_arm(arm, args.model, examples, args.batch_size, "torch", ARM_DTYPES[arm])
+            base, size = parts[arm]
+            size = size or args.batch_size
+            if base == "recipe":
+                timers[arm] = recipe_arm(args.model, examples, size or RECIPE_BATCH, args.max_length, args.stride)
+            elif base in ARM_DTYPES:
+                timers[arm] = reader_arm(base, args.model, examples, size, "torch", ARM_DTYPES[base])
             else:
                 from spanqa.jobs.export import export_onnx
 
-                folder = export_onnx(args.model, Path(tmp) / arm, int8=arm == "onnx-int8")
-                timers[arm] = reader_arm(arm, str(folder), examples, args.batch_size, "onnx")
+                if base not in exported:
+                    exported[base] = export_onnx(args.model, Path(tmp) / base, int8=base == "onnx-int8")
+                timers[arm] = reader_arm(base, str(exported[base]), examples, size, "onnx")
         for run in range(args.runs):
             for arm in arms:  # interleaved: noise on a shared machine hits every arm of a run alike
                 cpu = time.process_time()

@@ -8,11 +8,17 @@ small batches, and a few deliberately invalid requests that must get 422),
 then stops the server and prints requests, throughput, latency percentiles,
 status counts and the server's micro-batching counters.
 
+``--offline N`` first answers N requests of the same mix in this process, all at once with
+``Reader.answer_batch`` (no HTTP, no scheduling, every window in shared length-sorted passes),
+and prints that rate beside the server's: the most the model allows on this machine, so the
+ratio says how much of it the server delivers.
+
 Exit status 1 if any request got a 5xx, an unexpected status, or was dropped
 (connection error or client timeout).
 
     python bench/load_serve.py                       # a tiny random model built in a temp folder
     python bench/load_serve.py --model minilm --clients 8 --duration 30
+    python bench/load_serve.py --model M-int8 --offline 200     # and the model's own rate on the same mix
 """
 
 from __future__ import annotations
@@ -158,6 +164,38 @@ def stop_server(process: subprocess.Popen) -> int | None:
     return process.returncode
 
 
+# --------------------------------------------------------------------------- the model alone
+
+
+def payload_requests(payload: dict) -> list:
+    """The questions of a valid ``/answer`` body as the Reader's requests."""
+    from spanqa.reading.options import AnswerOptions
+    from spanqa.reading.results import QARequest
+
+    items = payload.get("questions") or [payload]
+    return [
+        QARequest(question=item["question"], context=item.get("context"), documents=item.get("documents"), options=AnswerOptions(top_k=item["top_k"]))
+        for item in items
+    ]
+
+
+def offline_rate(args: argparse.Namespace, model: str) -> tuple[float, int]:
+    """Requests/s of ``args.offline`` requests of the clients' mix answered in one ``answer_batch`` call (after a warm-up),
+    the invalid ones counted as answered (the server refuses them before the model), and how many questions they held."""
+    from spanqa.reading.reader import Reader
+    from spanqa.runtime.options import LoadOptions
+
+    rng = random.Random(10_000)  # not a client's seed: another draw of the same mix
+    paragraphs = sample_paragraphs()
+    payloads = [make_payload(rng, paragraphs) for _ in range(args.offline)]
+    requests = [r for payload, _, status in payloads if status == 200 for r in payload_requests(payload)]
+    reader = Reader.from_pretrained(model, LoadOptions(device=args.device))
+    reader.answer_batch(requests[:8])
+    started = time.perf_counter()
+    reader.answer_batch(requests)
+    return args.offline / (time.perf_counter() - started), len(requests)
+
+
 # --------------------------------------------------------------------------- clients
 
 
@@ -241,7 +279,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def report(stats: Stats, elapsed: float, health: dict | None, args: argparse.Namespace, model: str) -> int:
+def report(stats: Stats, elapsed: float, health: dict | None, args: argparse.Namespace, model: str, offline: tuple[float, int] | None = None) -> int:
     total = sum(stats.status.values())
     by_class = {f"{c}xx": sum(n for s, n in stats.status.items() if s // 100 == c) for c in (2, 3, 4, 5)}
     ms = [x * 1000 for x in stats.latencies]
@@ -250,6 +288,10 @@ def report(stats: Stats, elapsed: float, health: dict | None, args: argparse.Nam
     print(f"clients        {args.clients} for {elapsed:.1f} s (loopback{threads})")
     print(f"requests       {total} answered, {len(stats.dropped)} dropped/failed")
     print(f"throughput     {total / elapsed:.1f} req/s, {stats.questions / elapsed:.1f} questions/s")
+    if offline:
+        rate, questions = offline
+        print(f"offline        {rate:.1f} req/s: {args.offline} requests of the same mix ({questions} questions) in one answer_batch "
+              f"call, no HTTP; the server delivers {total / elapsed / rate:.2f} of it")
     if ms:
         print(f"latency (ms)   p50 {percentile(ms, 50):.1f}  p90 {percentile(ms, 90):.1f}  p99 {percentile(ms, 99):.1f}  "
               f"max {max(ms):.1f}  mean {statistics.fmean(ms):.1f}")
@@ -278,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-items", type=int, default=32, help="server micro-batch size (default 32)")
     parser.add_argument("--device", help="server device, e.g. cpu or cuda")
     parser.add_argument("--torch-threads", type=int, help="torch intra-op threads in the server (default: torch's choice)")
+    parser.add_argument("--offline", type=int, default=0, metavar="N", help="first time N requests of the mix answered in-process (0: no)")
     parser.add_argument("--start-timeout", type=float, default=180.0, help=argparse.SUPPRESS)
     parser.add_argument("--serve-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -292,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="spanqa-load-") as tmp:
         model = args.model or str(build_tiny_model(Path(tmp)))
+        offline = offline_rate(args, model) if args.offline > 0 else None  # before the server: not beside it
         process, url = start_server(args, model)
         health = None
         try:
@@ -302,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                 pass
         finally:
             code = stop_server(process)
-        status = report(stats, elapsed, health, args, args.model or "tiny random BERT (built in a temp folder)")
+        status = report(stats, elapsed, health, args, args.model or "tiny random BERT (built in a temp folder)", offline)
         if code not in (0, None, -signal.SIGINT):
             print(f"server exit    {code}")
         return status

@@ -88,3 +88,12 @@ def test_infer_speed_times_every_arm_per_run(tiny_bert_dir, sample_dev, tmp_path
     assert all(len(row["questions_per_second"]) == len(row["vs_recipe"]) == 2 for row in rows.values())
     assert rows["torch-fp32"]["same_as_torch-blas"] == 10  # oneDNN fp32 answers as the model as loaded
     assert rows["recipe"]["median_vs_recipe"] == 1.0
+
+
+def test_infer_speed_arm_at_a_batch_size_runs_beside_the_default(tiny_bert_dir, sample_dev):
+    proc = run("infer_speed.py", "--model", tiny_bert_dir, "--data", sample_dev, "--questions", "6", "--runs", "1", "--arms", "recipe,torch,torch:4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"^run 1: recipe [\d.]+ q/s \| torch [\d.]+ q/s [\d.]+x \| torch:4 [\d.]+ q/s [\d.]+x", proc.stdout, re.M), proc.stdout
+    assert "batch: recipe 32, spanqa each backend's default" in proc.stdout
+    bad = run("infer_speed.py", "--model", tiny_bert_dir, "--data", sample_dev, "--arms", "torch:0")
+    assert bad.returncode == 2 and "torch:0 is not one of" in bad.stderr

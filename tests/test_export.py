@@ -244,6 +244,19 @@ def test_backend_option_reaches_evaluate_and_predict(tiny_bert_dir, bert_onnx, s
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == len(load_examples(sample_dev))
 
 
+def test_onnx_on_the_cpu_reads_8_windows_per_pass_unless_told(bert_onnx, tiny_bert_dir):
+    from spanqa.runtime.backends import DEFAULT_BATCH_SIZE, ONNX_CPU_BATCH_SIZE
+    from spanqa.runtime.options import LoadOptions
+
+    assert ONNX_CPU_BATCH_SIZE == 8 and DEFAULT_BATCH_SIZE == 32
+    assert Reader.from_pretrained(bert_onnx).batch_size == ONNX_CPU_BATCH_SIZE
+    assert Reader.from_pretrained(tiny_bert_dir, device="cpu").batch_size == DEFAULT_BATCH_SIZE
+    assert Reader.from_pretrained(bert_onnx, batch_size=32).batch_size == 32  # what the user gives wins
+    assert Reader.from_pretrained(bert_onnx, LoadOptions(batch_size=4)).batch_size == 4
+    with pytest.raises(ConfigError, match="positive integer"):
+        LoadOptions(batch_size=0)
+
+
 def test_onnx_backend_on_a_pytorch_folder_is_a_clear_error(tiny_bert_dir):
     with pytest.raises(ModelError, match="no model.onnx.*spanqa export"):
         Reader.from_pretrained(tiny_bert_dir, backend="onnx")

@@ -159,7 +159,7 @@ class QuestionAnsweringPipeline:
         tokenizer: str | PreTrainedTokenizerBase | None = None,
         *,
         device: int | str | torch.device | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         backend: BackendName = "auto",
         dtype: Precision | None = None,
         index: str | Path | Index | None = None,
@@ -452,7 +452,7 @@ def _reader(
     model: str | Path | Reader | PreTrainedModel,
     tokenizer: str | PreTrainedTokenizerBase | None,
     device: str | None,
-    batch_size: int,
+    batch_size: int | None,
     backend: BackendName,
     dtype: Precision | None,
 ) -> Reader:

@@ -23,7 +23,7 @@ from spanqa.reading.indexed import IndexAnswer, answer_from_index
 from spanqa.reading.options import AnswerOptions
 from spanqa.reading.results import QARequest, ReaderAnswer, ReaderResult
 from spanqa.reading.stepwise import Reading, read_chunks
-from spanqa.runtime.backends import Backend, OnnxBackend, Precision, TorchBackend, check_batch_size, choose_backend, pick_device
+from spanqa.runtime.backends import Backend, OnnxBackend, Precision, TorchBackend, backend_batch_size, check_batch_size, choose_backend, pick_device
 from spanqa.runtime.devices import release_freed_memory
 from spanqa.runtime.models import load_qa_model, load_tokenizer, resolve_model
 from spanqa.runtime.options import LOAD_OPTION_NAMES, LoadOptions
@@ -57,7 +57,7 @@ class Reader:
         config: SpanQAConfig | None = None,
         *,
         device: str | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         dtype: Precision | None = None,
         backend: Backend | None = None,
     ) -> None:
@@ -68,11 +68,12 @@ class Reader:
             tokenizer: Its (fast) tokenizer.
             config: Window and decoding settings; default: :class:`SpanQAConfig` defaults.
             device: Where a PyTorch model runs: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; default: CUDA when available.
-            batch_size: Windows per forward pass.
+            batch_size: Windows per forward pass; default: what suits the backend (8 for ONNX Runtime on the CPU, else 32).
             dtype: PyTorch precision, ``bf16``, ``fp16`` or ``fp32``; default: bf16 on GPUs and CPUs that compute it natively, else fp32.
             backend: A ready backend (e.g. :class:`~spanqa.runtime.backends.OnnxBackend`) instead of ``model``.
         """
-        check_batch_size(batch_size)
+        if batch_size is not None:
+            check_batch_size(batch_size)
         if backend is None:
             if model is None:
                 raise TypeError("Reader needs a model or a backend")
@@ -84,7 +85,7 @@ class Reader:
         self.device = self.backend.device
         self.tokenizer = tokenizer
         self.config = config or SpanQAConfig()
-        self.batch_size = batch_size
+        self.batch_size = backend_batch_size(self.backend) if batch_size is None else batch_size
         self.config.window.check_model_limit(tokenizer, self.backend.max_positions)
 
     @classmethod

@@ -30,7 +30,8 @@ class LoadOptions:
             it natively (GPUs from Ampere on, CPUs with AVX-512 BF16 or AMX), else fp32; evaluation
             runs fp32 on the CPU (:func:`~spanqa.runtime.backends.evaluation_precision`). ONNX models
             run in the precision they were exported in.
-        batch_size: Windows per forward pass.
+        batch_size: Windows per forward pass; None: what suits the backend, 8 for ONNX Runtime on the CPU
+            (:data:`~spanqa.runtime.backends.ONNX_CPU_BATCH_SIZE`), else 32.
 
     Raises:
         ConfigError: an unknown backend or dtype, or a batch size that is not a positive integer.
@@ -44,13 +45,14 @@ class LoadOptions:
         default=None,
         metadata={"help": "PyTorch precision: bf16, fp16 or fp32 (default: bf16 on GPUs and CPUs that compute it natively, else fp32; evaluate: fp32 on CPU)."},
     )
-    batch_size: int = field(default=32, metadata={"help": "Windows per forward pass."})
+    batch_size: int | None = field(default=None, metadata={"help": "Windows per forward pass (default: 8 for ONNX models on the CPU, else 32)."})
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}{did_you_mean(str(self.backend), BACKENDS)}")
         check_precision(self.dtype)
-        check_batch_size(self.batch_size)
+        if self.batch_size is not None:
+            check_batch_size(self.batch_size)
 
     def updated(self, **overrides: Any) -> LoadOptions:
         """A copy with ``overrides`` applied; None values keep this object's value.
