@@ -299,3 +299,11 @@ def bare_encoder_dir(tmp_path_factory, wordpiece_tokenizer):
     BertModel(config).save_pretrained(folder)
     wordpiece_tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def bert_onnx(tiny_bert_dir, tmp_path_factory) -> Path:
+    """One fp32 ONNX export of the tiny BERT, for tests where one family is enough."""
+    from spanqa.jobs.export import export_onnx
+
+    return export_onnx(tiny_bert_dir, tmp_path_factory.mktemp("bert-onnx") / "model")

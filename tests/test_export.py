@@ -47,12 +47,6 @@ def exported(request, tmp_path_factory) -> Exported:
 
 
 @pytest.fixture(scope="module")
-def bert_onnx(tiny_bert_dir, tmp_path_factory) -> Path:
-    """One fp32 export for the tests of options and errors, where one family is enough."""
-    return export_onnx(tiny_bert_dir, tmp_path_factory.mktemp("bert-onnx") / "model")
-
-
-@pytest.fixture(scope="module")
 def dev_examples(sample_dev):
     return load_examples(sample_dev).examples
 

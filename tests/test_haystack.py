@@ -167,6 +167,18 @@ def test_bad_run_arguments_are_refused(component):
         component.run(query=QUERY, documents=[Document(content=TEXTS[0])], score_threshold=2.0)
 
 
+def test_dtype_and_batch_size_reach_the_reader(tiny_bert_dir, bert_onnx):
+    component = SpanQAReader(tiny_bert_dir, device="cpu", dtype="fp32", max_batch_size=4)
+    component.warm_up()
+    assert component._reader.backend.dtype == "fp32" and component._reader.batch_size == 4
+    assert SpanQAReader.from_dict(component.to_dict()).dtype == "fp32"
+    onnx = SpanQAReader(bert_onnx)
+    onnx.warm_up()
+    assert onnx._reader.batch_size == 8  # the ONNX backend's own default on the CPU
+    with pytest.raises(ConfigError, match="bf61"):
+        SpanQAReader(tiny_bert_dir, dtype="bf61")  # type: ignore[arg-type]
+
+
 def test_to_dict_from_dict_round_trip(tiny_bert_dir):
     component = SpanQAReader(
         tiny_bert_dir, device=ComponentDevice.from_str("cpu"), top_k=4, score_threshold=0.01, no_answer=False, max_seq_length=128, stride=32
@@ -186,6 +198,7 @@ def test_to_dict_from_dict_round_trip(tiny_bert_dir):
             "stride": 32,
             "max_batch_size": None,
             "context_window_size": 150,
+            "dtype": None,
         },
     }
     restored = SpanQAReader.from_dict(data)

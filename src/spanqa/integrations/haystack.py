@@ -32,7 +32,7 @@ from typing import Any, get_args
 from spanqa.core.errors import ConfigError
 from spanqa.reading.options import AnswerOptions
 from spanqa.reading.reader import Reader
-from spanqa.runtime.backends import BackendName
+from spanqa.runtime.backends import BackendName, Precision, check_precision
 from spanqa.stages.decode import Span
 
 _INSTALL = 'pip install "spanqa[haystack]"'  # the README's spelling
@@ -87,6 +87,7 @@ class SpanQAReader:
         stride: int | None = None,
         max_batch_size: int | None = None,
         context_window_size: int = 150,
+        dtype: Precision | None = None,
     ) -> None:
         """Set the reader up; the model loads in :meth:`warm_up` (Haystack asks for a light ``__init__``).
 
@@ -101,15 +102,18 @@ class SpanQAReader:
             max_answer_length: Longest answer in tokens; default: the model's ``spanqa.json``.
             max_seq_length: Window length in tokens (spanqa's ``max_length``); default: the model's.
             stride: Tokens shared by neighbouring windows of a long document; default: the model's.
-            max_batch_size: Windows per forward pass; default: 32.
+            max_batch_size: Windows per forward pass; default: 8 for ONNX models on the CPU, else 32.
             context_window_size: Characters of the document kept on each side of an answer as its
                 ``context``; 0 keeps the answer alone.
+            dtype: PyTorch precision, ``bf16``, ``fp16`` or ``fp32``; default: bf16 where the hardware
+                computes it natively (GPUs from Ampere on, CPUs with AVX-512 BF16 or AMX), else fp32.
 
         Raises:
-            ConfigError: an unknown backend, or a top_k, score_threshold or size out of range.
+            ConfigError: an unknown backend or dtype, or a top_k, score_threshold or size out of range.
         """
         if backend not in get_args(BackendName):
             raise ConfigError(f"backend must be one of {', '.join(get_args(BackendName))}, got {backend!r}")
+        check_precision(dtype)
         _check_limits(top_k, score_threshold)
         if isinstance(context_window_size, bool) or not isinstance(context_window_size, int) or context_window_size < 0:
             raise ConfigError(f"context_window_size must be a whole number of characters >= 0, got {context_window_size!r}")
@@ -117,6 +121,7 @@ class SpanQAReader:
         # Stored as a string so that to_dict writes plain JSON; a device map cannot hold one model.
         self.device = device.to_torch_str() if isinstance(device, ComponentDevice) else device
         self.backend: BackendName = backend
+        self.dtype: Precision | None = dtype
         self.top_k = top_k
         self.score_threshold = score_threshold
         self.no_answer = no_answer
@@ -135,7 +140,8 @@ class SpanQAReader:
             self.model,
             device=self.device,
             backend=self.backend,
-            batch_size=self.max_batch_size or 32,
+            dtype=self.dtype,
+            batch_size=self.max_batch_size,  # None: what suits the backend
             max_length=self.max_seq_length,  # None keeps the value saved with the model
             stride=self.stride,
         )
@@ -155,6 +161,7 @@ class SpanQAReader:
             stride=self.stride,
             max_batch_size=self.max_batch_size,
             context_window_size=self.context_window_size,
+            dtype=self.dtype,
         )
 
     @classmethod
