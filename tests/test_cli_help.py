@@ -68,6 +68,19 @@ def test_help_fits_80_columns_with_every_name_whole(path):
         for name in [*param.opts, *param.secondary_opts]:
             if name.startswith("-"):
                 assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text), (path, name)
+    cut = re.findall(r"--[\w-]+-\n\s*[a-z]", text)  # an option name cut at a hyphen (serve's epilog did)
+    assert not cut, cut
+
+
+@pytest.mark.parametrize("width", range(60, 81))
+def test_serve_epilog_never_cuts_an_option_name(width):
+    command = _click_command(["serve"])
+    context = command.make_context("serve", [], terminal_width=width, resilient_parsing=True)
+    formatter = context.make_formatter()
+    command.format_epilog(context, formatter)
+    epilog = formatter.getvalue()
+    assert "--api-key-file" in epilog and "--allowed-hosts" in epilog, epilog  # click broke a line after "--api-key-"
+    assert max(map(len, epilog.splitlines())) <= width
 
 
 def test_train_help_is_short_and_lists_spanqa_settings_first():

@@ -49,6 +49,19 @@ class _Command(TyperCommand):
                 with formatter.section(title):
                     formatter.write_dl(records)
 
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        """The epilog wrapped at spaces only: click's wrapping breaks at hyphens (``--api-key-`` / ``file``)."""
+        if not self.epilog:
+            return
+        import inspect
+        import textwrap
+
+        formatter.write_paragraph()
+        indent = " " * (formatter.current_indent + 2)
+        wrapper = textwrap.TextWrapper(max(formatter.width, 40), indent, indent, break_long_words=False, break_on_hyphens=False)
+        text = wrapper.fill(inspect.cleandoc(self.epilog))
+        formatter.write(text + "\n")
+
 
 class _Group(TyperGroup):
     """The ``spanqa`` group: a usage mistake, also one click's parser finds (an unknown option, a value out
