@@ -25,3 +25,27 @@ RAILWAY_QUESTION = "When was the railway built?"
 
 RAILWAY_REQUEST = {"question": RAILWAY_QUESTION, "context": RAILWAY}
 """One well-formed ``POST /answer`` body."""
+
+
+def weight_reading_qa_model(head: str = "qa_outputs"):
+    """A tiny QA model whose forward reads its head's weight directly, as some architectures do: a
+    backend that wraps or converts that layer breaks it and must put the model back as it was.
+
+    Args:
+        head: The head layer's attribute name.
+    """
+    import torch
+    from transformers.modeling_outputs import QuestionAnsweringModelOutput
+
+    class ReadsItsHead(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(1000, 8)
+            setattr(self, head, torch.nn.Linear(8, 2))
+
+        def forward(self, input_ids, attention_mask=None):
+            layer = getattr(self, head)
+            logits = self.embed(input_ids) @ layer.weight.T + layer.bias
+            return QuestionAnsweringModelOutput(start_logits=logits[..., 0], end_logits=logits[..., 1])
+
+    return ReadsItsHead()

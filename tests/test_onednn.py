@@ -7,6 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from samples import weight_reading_qa_model  # noqa: E402
+
 from spanqa import Reader  # noqa: E402
 from spanqa.runtime.backends import TorchBackend  # noqa: E402
 from spanqa.runtime.models import load_qa_model  # noqa: E402
@@ -49,21 +51,7 @@ def test_onednn_stays_off_for_autocast_and_unconvertible_models(tiny_bert_dir):
     # weights instead and runs oneDNN's bf16 kernels (tests/test_precision.py)
     assert not TorchBackend(load_qa_model(tiny_bert_dir), "cpu", "fp16", onednn=True).onednn
 
-    from transformers.modeling_outputs import QuestionAnsweringModelOutput
-
-    class ReadsItsWeights(torch.nn.Module):
-        """A QA head whose forward reads a layer's weight directly, as some architectures do."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = torch.nn.Embedding(1000, 8)
-            self.qa = torch.nn.Linear(8, 2)
-
-        def forward(self, input_ids, attention_mask=None):
-            logits = self.embed(input_ids) @ self.qa.weight.T + self.qa.bias
-            return QuestionAnsweringModelOutput(start_logits=logits[..., 0], end_logits=logits[..., 1])
-
-    backend = TorchBackend(ReadsItsWeights(), "cpu", "fp32", onednn=True)  # type: ignore[arg-type]
+    backend = TorchBackend(weight_reading_qa_model("qa"), "cpu", "fp32", onednn=True)  # type: ignore[arg-type]
     assert not backend.onednn and type(backend.model.qa) is torch.nn.Linear  # put back as it was
     start, end = backend(_batch())
     assert start.shape == (3, 12) and np.isfinite(start).all()

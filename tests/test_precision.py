@@ -7,6 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from samples import weight_reading_qa_model  # noqa: E402
+
 from spanqa import Reader, load_examples  # noqa: E402
 from spanqa.jobs import evaluate as evaluate_module  # noqa: E402
 from spanqa.runtime import backends  # noqa: E402
@@ -116,21 +118,7 @@ def test_a_callers_model_is_not_rewritten(tiny_bert_dir, native_bf16):
 
 
 def test_a_model_that_breaks_in_bf16_is_put_back(native_bf16):
-    from transformers.modeling_outputs import QuestionAnsweringModelOutput
-
-    class ReadsItsHead(torch.nn.Module):
-        """A model whose forward reads its head's weight, which the fp32 head wrapper does not have."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = torch.nn.Embedding(1000, 8)
-            self.qa_outputs = torch.nn.Linear(8, 2)
-
-        def forward(self, input_ids, attention_mask=None):
-            logits = self.embed(input_ids) @ self.qa_outputs.weight.T + self.qa_outputs.bias
-            return QuestionAnsweringModelOutput(start_logits=logits[..., 0], end_logits=logits[..., 1])
-
-    model = ReadsItsHead()
+    model = weight_reading_qa_model("qa_outputs")  # the fp32 head wrapper has no .weight
     weights = {name: p.detach().clone() for name, p in model.named_parameters()}
     backend = TorchBackend(model, "cpu", onednn=True)  # type: ignore[arg-type]
     assert backend.dtype == "bf16" and not backend.bf16_weights  # falls back to autocast
