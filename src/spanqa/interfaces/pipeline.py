@@ -143,7 +143,7 @@ class QuestionAnsweringPipeline:
         model: A model folder, alias or hub id, a :class:`~spanqa.Reader`, or a PyTorch QA model.
         tokenizer: The tokenizer when ``model`` is a loaded PyTorch model.
         device: ``-1``/``"cpu"``, a GPU index, ``"cuda:1"``, ``"mps"`` or a ``torch.device``.
-        batch_size: Windows per forward pass.
+        batch_size: Windows per forward pass; default: 8 for ONNX models on the CPU, else 32.
         backend: ``auto``, ``torch`` or ``onnx``.
         dtype: PyTorch precision (default ``fp32``, as 4.x loaded models; 4.x's ``torch_dtype`` sets it too).
         index: A ``spanqa index`` folder or loaded index, for questions asked without a context.

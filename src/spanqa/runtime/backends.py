@@ -68,7 +68,8 @@ feed-forward activations of 32 windows of 300 tokens (MiniLM-L6: 1,536 floats a 
 more than a CPU's last-level cache, of 8 windows 15 MB.
 Measured on a 2-core AMD EPYC over 300 XQuAD-en questions (``bench/infer_speed.py --arms
 onnx,onnx:32,onnx-int8,onnx-int8:32``, two runs): 8 windows per pass gave the fp32 export 1.20x and
-1.15x the questions/s of 32, the int8 export 1.10x and 1.08x; 4 windows were no faster than 8.
+1.15x the questions/s of 32, the int8 export 1.10x and 1.08x (over all 1,190: 1.05x and 1.12x);
+4 windows were no faster than 8.
 PyTorch (oneDNN, bf16 or fp32) ran alike at 8, 16 and 32."""
 
 
