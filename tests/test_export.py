@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -132,6 +133,45 @@ def test_int8_export_loads_and_mostly_agrees_with_fp32(family, request, dev_exam
 def bert_int8(tiny_bert_dir, tmp_path_factory) -> Path:
     """An int8 export with no calibration settings: the tiny model records no data, so the sample data calibrates."""
     return export_onnx(tiny_bert_dir, tmp_path_factory.mktemp("bert-int8") / "model", int8=True)
+
+
+def test_an_int8_export_on_a_cpu_without_vnni_warns(bert_int8, bert_onnx, monkeypatch, caplog):
+    from spanqa.runtime import backends
+
+    monkeypatch.setattr(backends, "cpu_has_vnni", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="spanqa.runtime.backends"):
+        Reader.from_pretrained(bert_int8)
+        Reader.from_pretrained(bert_onnx)  # fp32: nothing to say
+    said = [r.getMessage() for r in caplog.records if "VNNI" in r.getMessage()]
+    assert len(said) == 1 and str(bert_int8) in said[0] and "spanqa export MODEL OUT --onnx" in said[0], said
+    caplog.clear()
+    monkeypatch.setattr(backends, "cpu_has_vnni", lambda: True)
+    with caplog.at_level(logging.WARNING, logger="spanqa.runtime.backends"):
+        Reader.from_pretrained(bert_int8)
+    assert not [r for r in caplog.records if "VNNI" in r.getMessage()]
+
+
+def test_vnni_is_read_from_torch_or_the_cpu_flags(monkeypatch, tmp_path):
+    import platform
+
+    import torch
+
+    from spanqa.runtime import devices
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert devices.cpu_has_vnni()  # no saturating int8 products outside x86
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False, raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(devices, "CPUINFO", str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert not devices.cpu_has_vnni()
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx_vnni fma\n")
+    assert devices.cpu_has_vnni()  # AVX-VNNI (Alder Lake and later), which torch does not report
+    monkeypatch.setattr(devices, "CPUINFO", str(tmp_path / "missing"))
+    assert not devices.cpu_has_vnni()
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: True, raising=False)
+    assert devices.cpu_has_vnni()
 
 
 def test_int8_answers_do_not_depend_on_the_batch(bert_int8, dev_examples):

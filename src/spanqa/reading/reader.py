@@ -23,7 +23,17 @@ from spanqa.reading.indexed import IndexAnswer, answer_from_index
 from spanqa.reading.options import AnswerOptions
 from spanqa.reading.results import QARequest, ReaderAnswer, ReaderResult
 from spanqa.reading.stepwise import Reading, read_chunks
-from spanqa.runtime.backends import Backend, OnnxBackend, Precision, TorchBackend, backend_batch_size, check_batch_size, choose_backend, pick_device
+from spanqa.runtime.backends import (
+    Backend,
+    OnnxBackend,
+    Precision,
+    TorchBackend,
+    backend_batch_size,
+    check_batch_size,
+    choose_backend,
+    pick_device,
+    warn_if_int8_may_saturate,
+)
 from spanqa.runtime.devices import release_freed_memory
 from spanqa.runtime.models import load_qa_model, load_tokenizer, resolve_model
 from spanqa.runtime.options import LOAD_OPTION_NAMES, LoadOptions
@@ -119,6 +129,8 @@ class Reader:
                     f"dtype {options.dtype!r} applies to the torch backend; {name} is an ONNX model, run as exported (export with --int8 for speed)"
                 )
             backend = OnnxBackend(path, device=options.device)
+            if config.extra.get("export", {}).get("int8"):
+                warn_if_int8_may_saturate(str(name), backend.device)
         else:
             backend = TorchBackend(load_qa_model(path), options.device, options.dtype, onednn=True)  # the reader owns this model
         return cls(None, tokenizer, config, batch_size=options.batch_size, backend=backend)

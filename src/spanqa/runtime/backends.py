@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtime_checkable
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtim
 import numpy as np
 
 from spanqa.core.errors import ConfigError, ModelError, did_you_mean, first_line
-from spanqa.runtime.devices import attention_kernels, cpu_has_fast_bf16, cuda_has_bf16, usable_cores
+from spanqa.runtime.devices import attention_kernels, cpu_has_fast_bf16, cpu_has_vnni, cuda_has_bf16, usable_cores
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -40,11 +41,14 @@ __all__ = [
     "backend_batch_size",
     "check_batch_size",
     "choose_backend",
+    "warn_if_int8_may_saturate",
     "default_precision",
     "evaluation_precision",
     "import_onnxruntime",
     "pick_device",
 ]
+
+logger = logging.getLogger(__name__)
 
 BackendName = Literal["auto", "torch", "onnx"]
 Precision = Literal["bf16", "fp16", "fp32"]
@@ -534,6 +538,28 @@ class OnnxBackend:
                 raise ModelError(f"the ONNX model needs {name!r}, which the tokenizer did not produce")
         start, end = self.session.run(["start_logits", "end_logits"], feed)
         return np.asarray(start, dtype=np.float32), np.asarray(end, dtype=np.float32)
+
+
+def warn_if_int8_may_saturate(name: str, device: str) -> bool:
+    """Log a warning when an int8 export runs on an x86 CPU without VNNI; returns whether it warned.
+
+    spanqa's int8 exports multiply uint8 activations by int8 weights, which ONNX Runtime computes
+    with VNNI's 32-bit dot products where the CPU has them (every CPU this was measured on) and
+    with saturating 16-bit pair sums where it does not, which can change answers.
+
+    Args:
+        name: The model, as the user named it.
+        device: Where ONNX Runtime runs it.
+    """
+    if device != "cpu" or cpu_has_vnni():
+        return False
+    logger.warning(
+        "%s is an int8 export and this CPU has no VNNI instructions, where ONNX Runtime's int8 products can "
+        "saturate and answers may change: compare with the fp32 export (spanqa export MODEL OUT --onnx) "
+        "with spanqa evaluate before relying on it",
+        name,
+    )
+    return True
 
 
 def _onnx_device(device: str | None) -> str:

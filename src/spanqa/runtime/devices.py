@@ -22,9 +22,21 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-__all__ = ["cpu_has_fast_bf16", "cuda_has_bf16", "auto_mixed_precision", "attention_kernels", "pad_multiple", "release_freed_memory", "usable_cores"]
+__all__ = [
+    "cpu_has_fast_bf16",
+    "cpu_has_vnni",
+    "cuda_has_bf16",
+    "auto_mixed_precision",
+    "attention_kernels",
+    "pad_multiple",
+    "release_freed_memory",
+    "usable_cores",
+]
 
 Precision = Literal["bf16", "fp16"]
+
+CPUINFO = "/proc/cpuinfo"
+"""Where Linux lists the CPU's flags (AVX-VNNI is not among the flags torch reports)."""
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -33,6 +45,29 @@ def cpu_has_fast_bf16() -> bool:
 
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU multiplies int8 without saturating: x86 with VNNI (AVX-512 VNNI or AVX-VNNI),
+    or not x86 at all (ARM's int8 dot products accumulate in 32 bits too).
+
+    x86 CPUs without VNNI multiply uint8 by int8 in 16-bit pair sums (``vpmaddubsw``), which saturate
+    for large values: ONNX Runtime advises 7-bit weights there ("reduce_range") for that reason.
+    """
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i386", "i686"):
+        return True
+    import torch
+
+    if getattr(torch.cpu, "_is_vnni_supported", lambda: False)():  # AVX-512 VNNI
+        return True
+    try:
+        with open(CPUINFO, encoding="utf-8") as info:
+            flags = next((line for line in info if line.startswith("flags")), "")
+    except OSError:  # not Linux: AVX-VNNI cannot be told from here
+        return False
+    return "avx_vnni" in flags.split()
 
 
 def cuda_has_bf16() -> bool:
