@@ -66,3 +66,20 @@ def test_abuse_serve_runs_and_prints_a_summary(tiny_bert_dir, tmp_path):
     figures = json.loads(out.read_text())
     assert set(figures["attacks"]) == {"c", "d"} and "error" not in figures["attacks"]["c"] and "error" not in figures["attacks"]["d"]
     assert figures["attacks"]["d"]["idle"]["seconds"] <= 3 + 5
+
+
+def test_load_serve_prints_the_server_beside_the_model_alone(tiny_bert_dir):
+    """A short load on the tiny model: every request answered as expected, and with ``--offline`` the
+    model's own rate on the same mix of requests and the share of it the server delivered."""
+    import re
+
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "load_serve.py"), "--model", str(tiny_bert_dir), "--device", "cpu",
+         "--clients", "2", "--duration", "2", "--offline", "12"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert re.search(r"^throughput +[\d.]+ req/s", proc.stdout, re.M), proc.stdout
+    offline = re.search(r"^offline +([\d.]+) req/s: 12 requests of the same mix \((\d+) questions\).*delivers ([\d.]+) of it", proc.stdout, re.M)
+    assert offline and float(offline[1]) > 0 and int(offline[2]) >= 10, proc.stdout  # 12 requests, a few of them invalid or batches
+    assert re.search(r"^result +ok$", proc.stdout, re.M), proc.stdout
