@@ -167,18 +167,6 @@ def stop_server(process: subprocess.Popen) -> int | None:
 # --------------------------------------------------------------------------- the model alone
 
 
-def payload_requests(payload: dict) -> list:
-    """The questions of a valid ``/answer`` body as the Reader's requests."""
-    from spanqa.reading.options import AnswerOptions
-    from spanqa.reading.results import QARequest
-
-    items = payload.get("questions") or [payload]
-    return [
-        QARequest(question=item["question"], context=item.get("context"), documents=item.get("documents"), options=AnswerOptions(top_k=item["top_k"]))
-        for item in items
-    ]
-
-
 def offline_rate(args: argparse.Namespace, model: str) -> tuple[float, int]:
     """Requests/s of ``args.offline`` requests of the clients' mix answered in one ``answer_batch`` call (after a warm-up),
     the invalid ones counted as answered (the server refuses them before the model), and how many questions they held."""
@@ -188,7 +176,8 @@ def offline_rate(args: argparse.Namespace, model: str) -> tuple[float, int]:
     rng = random.Random(10_000)  # not a client's seed: another draw of the same mix
     paragraphs = sample_paragraphs()
     payloads = [make_payload(rng, paragraphs) for _ in range(args.offline)]
-    requests = [r for payload, _, status in payloads if status == 200 for r in payload_requests(payload)]
+    # a valid body's questions, each a mapping of QARequest's fields and answer options (answer_batch takes those)
+    requests = [item for payload, _, status in payloads if status == 200 for item in payload.get("questions") or [payload]]
     reader = Reader.from_pretrained(model, LoadOptions(device=args.device))
     reader.answer_batch(requests[:8])
     started = time.perf_counter()

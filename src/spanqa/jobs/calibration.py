@@ -172,11 +172,11 @@ def calibrate(
     fitted = fit_temperature(predictions, correct, version_2)
     before = expected_calibration_error(shown_scores(predictions, version_2, current_temperature), correct)
     after = expected_calibration_error(shown_scores(predictions, version_2, fitted), correct)
-    if after >= before:
-        # The log-loss optimum need not lower the binned error (little data, scores far from calibratable);
-        # as with the no-answer threshold, nothing changes without evidence that it helps.
-        calibration = Calibration(current_temperature, before, before, len(predictions), fitted=fitted, fitted_ece=after)
-    else:
-        calibration = Calibration(fitted, before, after, len(predictions), fitted=fitted, fitted_ece=after)
+    # The log-loss optimum need not lower the binned error (little data, scores far from calibratable);
+    # as with the no-answer threshold, nothing changes without evidence that it helps.
+    kept = after < before
+    calibration = Calibration(
+        fitted if kept else current_temperature, before, after if kept else before, len(predictions), fitted=fitted, fitted_ece=after
+    )
     logger.info("%s", calibration.describe())  # what was fitted, whether it was kept, and why: for evaluate and train alike
     return calibration

@@ -540,8 +540,8 @@ class OnnxBackend:
         return np.asarray(start, dtype=np.float32), np.asarray(end, dtype=np.float32)
 
 
-def warn_if_int8_may_saturate(name: str, device: str) -> bool:
-    """Log a warning when an int8 export runs on an x86 CPU without VNNI; returns whether it warned.
+def warn_if_int8_may_saturate(name: str, device: str) -> None:
+    """Log a warning when an int8 export runs on an x86 CPU without VNNI.
 
     spanqa's int8 exports multiply uint8 activations by int8 weights, which ONNX Runtime computes
     with VNNI's 32-bit dot products where the CPU has them (every CPU this was measured on) and
@@ -552,14 +552,13 @@ def warn_if_int8_may_saturate(name: str, device: str) -> bool:
         device: Where ONNX Runtime runs it.
     """
     if device != "cpu" or cpu_has_vnni():
-        return False
+        return
     logger.warning(
         "%s is an int8 export and this CPU has no VNNI instructions, where ONNX Runtime's int8 products can "
         "saturate and answers may change: compare with the fp32 export (spanqa export MODEL OUT --onnx) "
         "with spanqa evaluate before relying on it",
         name,
     )
-    return True
 
 
 def _onnx_device(device: str | None) -> str:

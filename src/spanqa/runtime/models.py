@@ -154,9 +154,13 @@ def _report_loading(name: str, info: dict[str, Any], for_training: bool) -> None
             name, QA_HEAD,
         )
     if others:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        logger.warning("%s: %d weight(s) not in the checkpoint, newly initialised: %s", name, len(others), shown)
+        logger.warning("%s: %d weight(s) not in the checkpoint, newly initialised: %s", name, len(others), _first_few(others))
     mismatched = [str(entry[0]) if isinstance(entry, (tuple, list)) else str(entry) for entry in info.get("mismatched_keys") or ()]
     if mismatched:
-        shown = ", ".join(sorted(mismatched)[:3]) + (f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else "")
-        logger.warning("%s: %d weight(s) of another shape in the checkpoint, newly initialised: %s", name, len(mismatched), shown)
+        logger.warning("%s: %d weight(s) of another shape in the checkpoint, newly initialised: %s", name, len(mismatched), _first_few(sorted(mismatched)))
+
+
+def _first_few(names: list[str], shown: int = 3) -> str:
+    """``a, b, c and 4 more``: the first ``shown`` of ``names`` and how many others."""
+    rest = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {rest} more" if rest > 0 else "")

@@ -15,8 +15,10 @@ import json
 import logging
 import math
 import re
+import shlex
 import sys
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
@@ -124,10 +126,9 @@ class QADataset:
         if self.suspected_marker is None:
             return None
         marker = self.suspected_marker
-        quoted = marker if re.fullmatch(r"[\w./-]+", marker) else "'" + marker.replace("'", "'\\''") + "'"
         return (
             f"{self.source}: {self.suspected_marker_rows} answers are {marker!r}, found in no context, and were skipped; "
-            f"if {marker!r} means \"no answer\", give --no-answer-marker {quoted} (Python: no_answer_marker={marker!r})"
+            f"if {marker!r} means \"no answer\", give --no-answer-marker {shlex.quote(marker)} (Python: no_answer_marker={marker!r})"
         )
 
     def __iter__(self) -> Iterator[QAExample]:
@@ -955,7 +956,7 @@ def _validate(rows: list[_RawRow], source: str, policy: str, require_answers: bo
     seen: dict[str, str] = {}
     ignored: list[DataProblem] = []  # questions kept without their malformed gold answers
     checked = mismatched = repaired = skipped = 0
-    unfound: dict[str, int] = {}  # answer texts that no part of their context holds, for the marker hint
+    unfound: Counter[str] = Counter()  # answer texts that no part of their context holds, for the marker hint
     any_impossible = False
     for row in rows:
         qid, title = _checked_row(row, seen)
@@ -974,8 +975,8 @@ def _validate(rows: list[_RawRow], source: str, policy: str, require_answers: bo
             repaired += was_repaired
             if answer is not None:
                 answers.append(answer)
-            elif text.strip() and text.strip() not in context:
-                unfound[text.strip()] = unfound.get(text.strip(), 0) + 1
+            elif (stripped := text.strip()) and stripped not in context:
+                unfound[stripped] += 1
         # Without usable answers a training or scoring example is worthless, but a question
         # to predict on still stands (it then carries no gold answers).
         if gold.texts and not answers and require_answers:
@@ -1029,13 +1030,13 @@ MARKER_MIN_ROWS = 3
 """Rows that must give one unfound answer text before it is called a likely "no answer" marker."""
 
 
-def _suspected_marker(unfound: dict[str, int]) -> tuple[str | None, int]:
+def _suspected_marker(unfound: Counter[str]) -> tuple[str | None, int]:
     """The answer text most rows give that no context holds, if it is short, at least
     :data:`MARKER_MIN_ROWS` rows give it and it is at least half of all such answers (a marker, not typos)."""
     if not unfound:
         return None, 0
-    text, rows = max(unfound.items(), key=lambda item: item[1])
-    if rows >= MARKER_MIN_ROWS and 2 * rows >= sum(unfound.values()) and len(text) <= 32:
+    [(text, rows)] = unfound.most_common(1)
+    if rows >= MARKER_MIN_ROWS and 2 * rows >= unfound.total() and len(text) <= 32:
         return text, rows
     return None, 0
 
