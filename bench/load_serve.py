@@ -10,8 +10,9 @@ status counts and the server's micro-batching counters.
 
 ``--offline N`` first answers N requests of the same mix in this process, all at once with
 ``Reader.answer_batch`` (no HTTP, no scheduling, every window in shared length-sorted passes),
-and prints that rate beside the server's: the most the model allows on this machine, so the
-ratio says how much of it the server delivers.
+twice, and prints the faster rate beside the server's: the model's own rate on this mix with no
+server around it (not a strict ceiling: one pass over 200 requests moves with other load on the
+machine, and the server reads in smaller steps), so the ratio says what the server adds or costs.
 
 Exit status 1 if any request got a 5xx, an unexpected status, or was dropped
 (connection error or client timeout).
@@ -168,8 +169,9 @@ def stop_server(process: subprocess.Popen) -> int | None:
 
 
 def offline_rate(args: argparse.Namespace, model: str) -> tuple[float, int]:
-    """Requests/s of ``args.offline`` requests of the clients' mix answered in one ``answer_batch`` call (after a warm-up),
-    the invalid ones counted as answered (the server refuses them before the model), and how many questions they held."""
+    """Requests/s of ``args.offline`` requests of the clients' mix answered in one ``answer_batch`` call (after a warm-up;
+    the faster of two passes), the invalid ones counted as answered (the server refuses them before the model), and how
+    many questions they held."""
     from spanqa.reading.reader import Reader
     from spanqa.runtime.options import LoadOptions
 
@@ -180,9 +182,12 @@ def offline_rate(args: argparse.Namespace, model: str) -> tuple[float, int]:
     requests = [item for payload, _, status in payloads if status == 200 for item in payload.get("questions") or [payload]]
     reader = Reader.from_pretrained(model, LoadOptions(device=args.device))
     reader.answer_batch(requests[:8])
-    started = time.perf_counter()
-    reader.answer_batch(requests)
-    return args.offline / (time.perf_counter() - started), len(requests)
+    seconds = []
+    for _ in range(2):  # the faster pass: less moved by whatever else the machine runs
+        started = time.perf_counter()
+        reader.answer_batch(requests)
+        seconds.append(time.perf_counter() - started)
+    return args.offline / min(seconds), len(requests)
 
 
 # --------------------------------------------------------------------------- clients
@@ -280,7 +285,7 @@ def report(stats: Stats, elapsed: float, health: dict | None, args: argparse.Nam
     if offline:
         rate, questions = offline
         print(f"offline        {rate:.1f} req/s: {args.offline} requests of the same mix ({questions} questions) in one answer_batch "
-              f"call, no HTTP; the server delivers {total / elapsed / rate:.2f} of it")
+              f"call (faster of 2), no HTTP; the server delivers {total / elapsed / rate:.2f} of it")
     if ms:
         print(f"latency (ms)   p50 {percentile(ms, 50):.1f}  p90 {percentile(ms, 90):.1f}  p99 {percentile(ms, 99):.1f}  "
               f"max {max(ms):.1f}  mean {statistics.fmean(ms):.1f}")
